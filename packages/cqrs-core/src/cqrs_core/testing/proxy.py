@@ -1,0 +1,112 @@
+"""A loopback TCP proxy for fault tests: put it between a client and its broker.
+
+```python
+with TcpProxy("127.0.0.1", 5672) as proxy:
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    ...
+    proxy.cut()          # drop every open connection now
+    proxy.refuse()       # new connections are closed at once (broker "down")
+    proxy.accept()       # back to normal
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+
+
+class TcpProxy:
+    """Forward a free loopback port to `(host, port)`, with switches to refuse and cut."""
+
+    def __init__(self, host: str, port: int, *, listen_host: str = "127.0.0.1") -> None:
+        self.target = (host, port)
+        self._server = socket.create_server((listen_host, 0))
+        self._server.setblocking(False)
+        self.host, self.port = self._server.getsockname()[:2]
+        self._refusing = False
+        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="tcp-proxy", daemon=True)
+        self.connections = 0
+        """How many client connections were accepted and forwarded so far."""
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def refuse(self) -> None:
+        """Cut open connections and close new ones immediately, as if the broker were down."""
+        self._refusing = True
+        self.cut()
+
+    def accept(self) -> None:
+        """Forward new connections again."""
+        self._refusing = False
+
+    def cut(self) -> None:
+        """Drop every open connection (both sides see a reset/EOF)."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, set()
+        for client, upstream in pairs:
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def close(self) -> None:
+        """Stop the proxy and drop its connections."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.cut()
+        with contextlib.suppress(OSError):
+            self._server.close()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _serve(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._server, selectors.EVENT_READ)
+        while not self._stop.is_set():
+            for _key, _ in selector.select(timeout=0.1):
+                try:
+                    client, _addr = self._server.accept()
+                except OSError:
+                    continue
+                if self._refusing:
+                    client.close()
+                    continue
+                try:
+                    upstream = socket.create_connection(self.target, timeout=5)
+                except OSError:
+                    client.close()
+                    continue
+                self.connections += 1
+                with self._lock:
+                    self._pairs.add((client, upstream))
+                for src, dst in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+        selector.close()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,256 @@
+"""The contract every CQRS transport implements."""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import re
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from cqrs_core import codec
+from cqrs_core.exceptions import MalformedMessage, TransportClosed
+from cqrs_core.messages import (
+    DeadLetter,
+    Handler,
+    Inbound,
+    Outcome,
+    Outgoing,
+    Settled,
+)
+from cqrs_core.options import CommonOptions
+from cqrs_core.payload import TransportPayload
+from cqrs_core.retry import RetryPolicy
+
+TRANSPORT_API_VERSION = 1
+"""Incremented only when the BaseTransport contract changes incompatibly."""
+
+logger = logging.getLogger("django-cqrs")
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
+class Capability(str, enum.Enum):
+    """Optional behaviours; the conformance suite skips tests a transport does not claim."""
+
+    DELAYED_RETRY = "delayed_retry"
+    """Retries wait their delay on the broker and survive a consumer restart."""
+    DEAD_LETTER = "dead_letter"
+    """Dead letters are kept and can be dumped, retried and purged."""
+    REDELIVERY = "redelivery"
+    """A message taken by a consumer that dies before settling it is delivered again."""
+
+
+class BaseTransport(abc.ABC):
+    """Base class for transports found via the `cqrs_core.transports` entry points.
+
+    A transport is built from the user's `CQRS` mapping (`options`). Masters call `produce` /
+    `produce_many`; replicas call `consume(handler, cqrs_ids=...)`, which blocks until `stop()`.
+    Subclasses implement `_publish`, `consume`, `_close` and, with `Capability.DEAD_LETTER`,
+    the dead-letter operations; `dispatch` does the decoding, expiry and retry decisions so every
+    transport behaves alike.
+    """
+
+    name: ClassVar[str]
+    """Entry-point name users put in settings, e.g. `"kafka"`."""
+
+    api_version: ClassVar[int] = TRANSPORT_API_VERSION
+    """Contract version the transport was written against."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    """Optional behaviours this transport supports."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is not None and not _NAME_RE.match(name):
+            raise TypeError(f"{cls.__qualname__}.name must match {_NAME_RE.pattern!r}, got {name!r}")
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: Mapping[str, Any] = dict(options or {})
+        self.common = CommonOptions.from_mapping(self.options)
+        self.retry_policy = RetryPolicy(
+            max_retries=self.common.max_retries, delay=self.common.retry_delay
+        )
+        self._closed = False
+        self._stopping = threading.Event()
+
+    # -- producing -------------------------------------------------------------------------
+
+    def produce(self, payload: TransportPayload) -> None:
+        """Send one payload to replicas; returns once the broker has accepted it.
+
+        Raises:
+            PublishError: the broker did not accept it (the caller may retry).
+            TransportClosed: after `close()`.
+        """
+        self.produce_many((payload,))
+
+    def produce_many(self, payloads: Iterable[TransportPayload]) -> None:
+        """Send several payloads, letting the transport pipeline confirms; all or an error."""
+        self._check_open()
+        self._publish([self.outgoing(payload) for payload in payloads])
+
+    def outgoing(self, payload: TransportPayload) -> Outgoing:
+        """Encode `payload` for `_publish`."""
+        return Outgoing(
+            body=codec.encode(payload), cqrs_id=payload.cqrs_id, queue=payload.queue, payload=payload
+        )
+
+    @abc.abstractmethod
+    def _publish(self, messages: Sequence[Outgoing]) -> None:
+        """Hand encoded messages to the broker and wait until it has accepted every one."""
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def declare(self, cqrs_ids: Collection[str]) -> None:
+        """Create this replica's queue and bindings, so what is published from now on is kept.
+
+        `consume` declares too; call this to set a replica up before its consumer first runs.
+        """
+
+    @abc.abstractmethod
+    def consume(
+        self,
+        handler: Handler,
+        *,
+        cqrs_ids: Collection[str],
+        on_ready: Callable[[], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Receive messages for `cqrs_ids` and feed them to `handler` in batches, until `stop()`.
+
+        Args:
+            handler: Applies a batch; see `cqrs_core.messages.Handler`.
+            cqrs_ids: The CQRS_IDs to bind and apply; messages for others that reach the queue
+                are given back (RELEASE), never lost.
+            on_ready: Called once connected and bound.
+            on_tick: Called after every batch and at least once a second while idle
+                (liveness probes).
+        """
+
+    def stop(self) -> None:
+        """Ask a running `consume` to return after the batch in hand; safe from any thread."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def dispatch(
+        self, handler: Handler, messages: Sequence[Inbound], *, cqrs_ids: Collection[str] | None
+    ) -> list[Settled]:
+        """Decode `messages`, let `handler` apply the valid ones, and decide each outcome.
+
+        Malformed and expired messages become DEAD without reaching the handler; a SYNC aimed
+        at another queue is SKIPPED; a CQRS_ID outside `cqrs_ids` is RELEASEd. A handler that
+        raises fails the whole batch, which is then retried by the retry policy.
+        """
+        own_queue = self.common.queue
+        decided: list[Settled | None] = []
+        to_apply: list[TransportPayload] = []
+        slots: list[int] = []
+        for message in messages:
+            try:
+                payload = codec.decode(
+                    message.body, queue=message.queue, default_ttl=self.common.message_ttl
+                )
+            except MalformedMessage as exc:
+                decided.append(Settled(message, None, Outcome.dead(f"malformed message: {exc}")))
+                continue
+            if cqrs_ids is not None and payload.cqrs_id not in cqrs_ids:
+                decided.append(Settled(message, payload, Outcome.release()))
+            elif payload.queue and own_queue and payload.queue != own_queue:
+                decided.append(
+                    Settled(message, payload, Outcome.skipped(f"aimed at {payload.queue}"))
+                )
+            elif payload.is_expired():
+                decided.append(Settled(message, payload, Outcome.dead("expired")))
+            else:
+                slots.append(len(decided))
+                decided.append(None)
+                to_apply.append(payload)
+        if to_apply:
+            for slot, payload, outcome in zip(slots, to_apply, self._apply(handler, to_apply)):
+                decided[slot] = Settled(messages[slot], payload, outcome)
+        return [item for item in decided if item is not None]
+
+    def _apply(self, handler: Handler, payloads: list[TransportPayload]) -> list[Outcome]:
+        try:
+            outcomes = list(handler(payloads))
+            if len(outcomes) != len(payloads):
+                raise TypeError(
+                    f"handler returned {len(outcomes)} outcomes for {len(payloads)} payloads"
+                )
+        except Exception as exc:
+            logger.exception("CQRS handler failed on a batch of %d message(s)", len(payloads))
+            reason = f"{type(exc).__name__}: {exc}"
+            return [self.retry_policy.on_failure(payload, reason) for payload in payloads]
+        return [self.retry_policy.resolve(p, o) for p, o in zip(payloads, outcomes)]
+
+    def retry_message(self, settled: Settled) -> Outgoing:
+        """The message to republish for a RETRY: same body with `retries + 1`, aimed at us."""
+        assert settled.payload is not None, "only decoded payloads can be retried"
+        payload = settled.payload.retried()
+        return Outgoing(
+            body=codec.encode(payload),
+            cqrs_id=payload.cqrs_id,
+            queue=self.common.require_queue(),
+            payload=payload,
+            headers={"x-cqrs-retry-reason": settled.outcome.reason[:1000]},
+        )
+
+    def dead_letter_message(self, settled: Settled) -> Outgoing:
+        """The message to store for a DEAD outcome: the body as received, plus the reason."""
+        payload = settled.payload
+        return Outgoing(
+            body=settled.message.body,
+            cqrs_id=payload.cqrs_id if payload is not None else "unknown",
+            queue=self.common.require_dead_letter_queue(),
+            payload=payload,
+            headers={"x-cqrs-dead-reason": settled.outcome.reason[:1000]},
+        )
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def dead_letters(self, *, limit: int | None = None) -> list[DeadLetter]:
+        """Dead letters of this replica's queue, oldest first, without removing them."""
+        raise NotImplementedError(f"the {self.name!r} transport does not keep dead letters")
+
+    def retry_dead_letters(self, *, limit: int | None = None) -> int:
+        """Send dead letters back to this replica's queue with `retries` reset; return how many."""
+        raise NotImplementedError(f"the {self.name!r} transport does not keep dead letters")
+
+    def purge_dead_letters(self) -> int:
+        """Delete every dead letter of this replica's queue; return how many."""
+        raise NotImplementedError(f"the {self.name!r} transport does not keep dead letters")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release connections; messages taken but not settled are given back. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._stopping.set()
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportClosed(f"the {self.name!r} transport is closed")
+
+    @abc.abstractmethod
+    def _close(self) -> None:
+        """Close connections (called once)."""
+
+    def __enter__(self) -> BaseTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
