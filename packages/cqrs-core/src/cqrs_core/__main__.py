@@ -16,7 +16,7 @@ def list_transports(check: bool = False) -> list[str]:
             try:
                 get_transport_class(name)
                 status = "  ok"
-            except Exception as exc:  # report it; never crash the listing
+            except Exception as exc:  # noqa: BLE001 (report it; never crash the listing)
                 status = "  ERROR: " + str(exc).replace("\n", " ")
         lines.append(f"{name:<14} {origin(ep):<28} {ep.value}{status}")
     return lines

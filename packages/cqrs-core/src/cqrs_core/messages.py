@@ -132,7 +132,7 @@ def per_message(apply: Callable[[TransportPayload], object]) -> Handler:
         for payload in payloads:
             try:
                 ok = apply(payload)
-            except Exception as exc:  # one bad message must not fail its batch
+            except Exception as exc:  # noqa: BLE001 (one bad message must not fail its batch)
                 outcomes.append(Outcome.retry(reason=f"{type(exc).__name__}: {exc}"))
                 continue
             outcomes.append(Outcome.applied() if ok else Outcome.retry(reason="handler failed"))

@@ -58,15 +58,8 @@ class CommonOptions:
             exchange=_opt_str(options, "exchange") or DEFAULT_EXCHANGE,
             url=_opt_str(options, "url"),
             prefetch_count=_int(prefetch, "CQRS['consumer_prefetch_count']", minimum=1),
-            batch_size=_int(
-                replica.get("batch_size", options.get("batch_size", 100)),
-                "CQRS['replica']['batch_size']",
-                minimum=1,
-            ),
-            batch_timeout=_number(
-                replica.get("batch_timeout", options.get("batch_timeout", 0.05)),
-                "CQRS['replica']['batch_timeout']",
-            ),
+            batch_size=_int(*_replica_or_top(options, replica, "batch_size", 100), minimum=1),
+            batch_timeout=_number(*_replica_or_top(options, replica, "batch_timeout", 0.05)),
             max_retries=_opt_int(
                 replica.get("CQRS_MAX_RETRIES", DEFAULT_MAX_RETRIES),
                 "CQRS['replica']['CQRS_MAX_RETRIES']",
@@ -103,10 +96,23 @@ class CommonOptions:
 
 
 def _section(options: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = options.get(key) or {}
+    value = options.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"CQRS[{key!r}] must be a dict, got {type(value).__name__}.")
     return value
+
+
+def _replica_or_top(
+    options: Mapping[str, Any], replica: Mapping[str, Any], key: str, default: Any
+) -> tuple[Any, str]:
+    """`CQRS['replica'][key]`, else `CQRS[key]`, else `default`, with where it was found."""
+    if key in replica:
+        return replica[key], f"CQRS['replica'][{key!r}]"
+    if key in options:
+        return options[key], f"CQRS[{key!r}]"
+    return default, f"CQRS['replica'][{key!r}]"
 
 
 def _opt_str(options: Mapping[str, Any], key: str, where: str = "CQRS") -> str | None:

@@ -62,4 +62,6 @@ class Registry(Generic[T]):
 
 
 def _name(model_cls: object) -> str:
-    return f"{getattr(model_cls, '__module__', '?')}.{getattr(model_cls, '__qualname__', model_cls)}"
+    return (
+        f"{getattr(model_cls, '__module__', '?')}.{getattr(model_cls, '__qualname__', model_cls)}"
+    )

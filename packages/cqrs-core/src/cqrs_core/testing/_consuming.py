@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from cqrs_core.messages import Outcome
 from cqrs_core.payload import TransportPayload
@@ -41,7 +42,7 @@ class Recorder:
         with self._lock:
             return len(self.payloads)
 
-    def pks(self) -> list[object]:
+    def pks(self) -> list[Any]:
         with self._lock:
             return [payload.instance_pk for payload in self.payloads]
 
@@ -66,7 +67,7 @@ def consume_until(
     def run() -> None:
         try:
             transport.consume(handler, cqrs_ids=cqrs_ids)
-        except BaseException as exc:  # re-raised in the test's thread
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the test's thread)
             errors.append(exc)
 
     thread = threading.Thread(target=run, name=f"consume-{transport.name}", daemon=True)

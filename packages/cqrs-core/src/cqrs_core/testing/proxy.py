@@ -16,6 +16,10 @@ import contextlib
 import selectors
 import socket
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 
 class TcpProxy:
@@ -28,6 +32,7 @@ class TcpProxy:
         self.host, self.port = self._server.getsockname()[:2]
         self._refusing = False
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self._finishing: dict[tuple[socket.socket, socket.socket], bool] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="tcp-proxy", daemon=True)
@@ -67,7 +72,7 @@ class TcpProxy:
         with contextlib.suppress(OSError):
             self._server.close()
 
-    def __enter__(self) -> TcpProxy:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -90,14 +95,21 @@ class TcpProxy:
                 except OSError:
                     client.close()
                     continue
+                # The timeout is for connecting only: idle connections (between heartbeats)
+                # must stay open, as they would without the proxy.
+                upstream.settimeout(None)
+                client.setblocking(True)
                 self.connections += 1
                 with self._lock:
                     self._pairs.add((client, upstream))
-                for src, dst in ((client, upstream), (upstream, client)):
-                    threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                pair = (client, upstream)
+                for src, dst in (pair, pair[::-1]):
+                    threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True).start()
         selector.close()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]
+    ) -> None:
         try:
             while True:
                 data = src.recv(65536)
@@ -110,3 +122,14 @@ class TcpProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                # The second pump of a pair to finish closes both sockets and forgets the pair.
+                last = self._finishing.pop(pair, None) is not None
+                if not last:
+                    self._finishing[pair] = True
+                if last:
+                    self._pairs.discard(pair)
+            if last:
+                for sock in pair:
+                    with contextlib.suppress(OSError):
+                        sock.close()

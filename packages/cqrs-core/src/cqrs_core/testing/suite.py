@@ -32,7 +32,7 @@ import pytest
 
 from cqrs_core.constants import SignalType
 from cqrs_core.exceptions import TransportClosed
-from cqrs_core.messages import Outcome, Outgoing
+from cqrs_core.messages import Handler, Outcome, Outgoing
 from cqrs_core.payload import TransportPayload
 from cqrs_core.testing._consuming import Recorder, consume_until
 from cqrs_core.transports.base import BaseTransport, Capability
@@ -116,12 +116,12 @@ class TransportConformance:
     def _capability_gate(
         self, request: pytest.FixtureRequest, transport_class: type[BaseTransport]
     ) -> None:
-        wanted = getattr(request.function, "__cqrs_requires__", frozenset())
+        wanted: frozenset[Capability] = getattr(request.function, "__cqrs_requires__", frozenset())
         if missing := wanted - transport_class.capabilities:
             pytest.skip(f"{transport_class.name} lacks {sorted(c.value for c in missing)}")
 
     def consume(
-        self, transport: BaseTransport, handler: Recorder, until: Callable[[], bool], **kw: Any
+        self, transport: BaseTransport, handler: Handler, until: Callable[[], bool], **kw: Any
     ) -> None:
         kw.setdefault("cqrs_ids", IDS)
         kw.setdefault("timeout", self.consume_timeout)
@@ -255,9 +255,7 @@ class TransportConformance:
         consumer.declare(IDS)
         make_transport().produce(make_payload(1))
         recorder = Recorder(lambda p, seen: Outcome.retry(reason="boom"))
-        self.consume(
-            consumer, recorder, lambda: len(consumer.dead_letters()) >= 1, settle=0.5
-        )
+        self.consume(consumer, recorder, lambda: len(consumer.dead_letters()) >= 1, settle=0.5)
         assert [p.retries for p in recorder.payloads] == [0, 1, 2]
         letters = consumer.dead_letters()
         assert len(letters) == 1

@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cqrs_core import codec
 from cqrs_core.exceptions import MalformedMessage, TransportClosed
@@ -23,6 +23,9 @@ from cqrs_core.messages import (
 from cqrs_core.options import CommonOptions
 from cqrs_core.payload import TransportPayload
 from cqrs_core.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 TRANSPORT_API_VERSION = 1
 """Incremented only when the BaseTransport contract changes incompatibly."""
@@ -66,7 +69,9 @@ class BaseTransport(abc.ABC):
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("name")
         if name is not None and not _NAME_RE.match(name):
-            raise TypeError(f"{cls.__qualname__}.name must match {_NAME_RE.pattern!r}, got {name!r}")
+            raise TypeError(
+                f"{cls.__qualname__}.name must match {_NAME_RE.pattern!r}, got {name!r}"
+            )
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = dict(options or {})
@@ -96,7 +101,10 @@ class BaseTransport(abc.ABC):
     def outgoing(self, payload: TransportPayload) -> Outgoing:
         """Encode `payload` for `_publish`."""
         return Outgoing(
-            body=codec.encode(payload), cqrs_id=payload.cqrs_id, queue=payload.queue, payload=payload
+            body=codec.encode(payload),
+            cqrs_id=payload.cqrs_id,
+            queue=payload.queue,
+            payload=payload,
         )
 
     @abc.abstractmethod
@@ -105,7 +113,7 @@ class BaseTransport(abc.ABC):
 
     # -- consuming -------------------------------------------------------------------------
 
-    def declare(self, cqrs_ids: Collection[str]) -> None:
+    def declare(self, cqrs_ids: Collection[str]) -> None:  # noqa: B027 (optional hook)
         """Create this replica's queue and bindings, so what is published from now on is kept.
 
         `consume` declares too; call this to set a replica up before its consumer first runs.
@@ -173,7 +181,8 @@ class BaseTransport(abc.ABC):
                 decided.append(None)
                 to_apply.append(payload)
         if to_apply:
-            for slot, payload, outcome in zip(slots, to_apply, self._apply(handler, to_apply)):
+            applied = self._apply(handler, to_apply)
+            for slot, payload, outcome in zip(slots, to_apply, applied, strict=True):
                 decided[slot] = Settled(messages[slot], payload, outcome)
         return [item for item in decided if item is not None]
 
@@ -184,11 +193,14 @@ class BaseTransport(abc.ABC):
                 raise TypeError(
                     f"handler returned {len(outcomes)} outcomes for {len(payloads)} payloads"
                 )
+            wrong = next((o for o in outcomes if not isinstance(o, Outcome)), None)
+            if wrong is not None:
+                raise TypeError(f"handler returned {wrong!r} instead of an Outcome")
         except Exception as exc:
             logger.exception("CQRS handler failed on a batch of %d message(s)", len(payloads))
             reason = f"{type(exc).__name__}: {exc}"
             return [self.retry_policy.on_failure(payload, reason) for payload in payloads]
-        return [self.retry_policy.resolve(p, o) for p, o in zip(payloads, outcomes)]
+        return [self.retry_policy.resolve(p, o) for p, o in zip(payloads, outcomes, strict=True)]
 
     def retry_message(self, settled: Settled) -> Outgoing:
         """The message to republish for a RETRY: same body with `retries + 1`, aimed at us."""
@@ -248,9 +260,8 @@ class BaseTransport(abc.ABC):
     def _close(self) -> None:
         """Close connections (called once)."""
 
-    def __enter__(self) -> BaseTransport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-

@@ -211,9 +211,7 @@ class MemoryTransport(BaseTransport):
             if batch:
                 with self._lock:
                     self._unacked.extend(batch)
-                inbound = [
-Inbound(e.body, queue=e.target, token=e) for e in batch
-                ]
+                inbound = [Inbound(e.body, queue=e.target, token=e) for e in batch]
                 self._settle(queue, self.dispatch(handler, inbound, cqrs_ids=ids))
             if on_tick is not None:
                 on_tick()
@@ -226,7 +224,9 @@ Inbound(e.body, queue=e.target, token=e) for e in batch
                 retry = self.retry_message(item)
                 key = routing.directed_key(queue, retry.cqrs_id)
                 self.broker.deliver_later(
-                    queue, _Envelope(retry.body, key, queue, dict(retry.headers)), item.outcome.delay or 0
+                    queue,
+                    _Envelope(retry.body, key, queue, dict(retry.headers)),
+                    item.outcome.delay or 0,
                 )
             elif kind is OutcomeKind.DEAD:
                 dead = self.dead_letter_message(item)
@@ -267,4 +267,3 @@ Inbound(e.body, queue=e.target, token=e) for e in batch
             unacked, self._unacked = self._unacked, []
         if unacked and self.common.queue:
             self.broker.give_back(self.common.queue, unacked, front=True)
-
