@@ -1,0 +1,35 @@
+"""Django app configuration of dj_cqrs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class CQRSConfig(AppConfig):
+    """Registers the system checks and connects the master model signals."""
+
+    name = "dj_cqrs"
+    label = "dj_cqrs"
+    verbose_name = "CQRS"
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from django.core.signals import setting_changed
+
+        from dj_cqrs import checks  # noqa: F401  (registers the system checks)
+        from dj_cqrs.registries import MasterRegistry
+        from dj_cqrs.signals import MasterSignals
+
+        for model in MasterRegistry.models().values():
+            MasterSignals.register_model(model)
+        setting_changed.connect(_reset_on_change, dispatch_uid="dj_cqrs.conf.reset")
+
+
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    """A changed CQRS setting (override_settings in tests) needs a new transport."""
+    if setting == "CQRS":
+        from dj_cqrs.conf import reset_transport
+
+        reset_transport()

@@ -1,0 +1,218 @@
+"""Mixins of master models: the models whose changes are published to replicas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from django.db import models, router, transaction
+from django.db.models.expressions import Combinable, F
+
+from dj_cqrs import conf
+from dj_cqrs.master import pending
+from dj_cqrs.master.events import enqueue, row_key, sync_event
+from dj_cqrs.master.manager import MasterManager
+from dj_cqrs.master.meta import MasterMeta
+from dj_cqrs.master.serialization import (
+    ALL_FIELDS,
+    changed_tracked,
+    concrete_data,
+    serializer_class,
+    tracked_snapshot,
+)
+
+_SAVE_ARGS = ("force_insert", "force_update", "using", "update_fields")
+_CQRS_FIELDS = frozenset({"cqrs_revision", "cqrs_updated"})
+
+
+class RawMasterMixin(models.Model, metaclass=MasterMeta):
+    """Base class for MasterMixin. Users shouldn't use this class directly.
+
+    It expects `cqrs_revision` and `cqrs_updated` fields (MasterMixin declares them).
+    """
+
+    CQRS_ID: ClassVar[str | None] = None
+    """Unique CQRS identifier for all microservices."""
+
+    CQRS_PRODUCE: ClassVar[bool] = True
+    """If false, no cqrs data is sent through the transport."""
+
+    CQRS_FIELDS: ClassVar[str | Sequence[str]] = ALL_FIELDS
+    """Fields to include in the payload, or `'__all__'`."""
+
+    CQRS_SERIALIZER: ClassVar[str | None] = None
+    """Dotted path of a serializer class (`Serializer(instance).data`) used instead of CQRS_FIELDS."""
+
+    CQRS_TRACKED_FIELDS: ClassVar[str | Sequence[str] | None] = None
+    """Fields whose previous values are sent as `previous_data`, or `'__all__'`."""
+
+    objects = models.Manager()
+    cqrs = MasterManager()
+
+    class Meta:
+        abstract = True
+
+    # -- loading and saving ----------------------------------------------------------------
+
+    def save(self, *args: Any, update_cqrs_fields: bool | None = None, **kwargs: Any) -> None:
+        """Save, incrementing `cqrs_revision` once per transaction (and savepoint level).
+
+        Args:
+            update_cqrs_fields: With `update_fields`, also update the CQRS fields and publish
+                (default: `CQRS['master']['CQRS_AUTO_UPDATE_FIELDS']`). Without it a partial
+                save publishes nothing, as in django-cqrs.
+        """
+        kwargs.update(zip(_SAVE_ARGS, args, strict=False))
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        update_fields = kwargs.get("update_fields")
+        if update_cqrs_fields is None:
+            update_cqrs_fields = conf.auto_update_fields()
+
+        if transaction.get_connection(using).in_atomic_block:
+            self.__dict__["_cqrs_saves_count"] = self.cqrs_saves_count + 1
+        else:
+            self.__dict__["_cqrs_saves_count"] = 1
+
+        bump = True
+        if update_fields is not None:
+            if update_cqrs_fields and update_fields:
+                kwargs["update_fields"] = {*update_fields, *_CQRS_FIELDS}
+            else:
+                bump = False
+        old_revision = self.__dict__.get("cqrs_revision")
+        if bump and not self._state.adding and self.pk is not None:
+            if pending.is_pending(using, row_key(self)):
+                self.cqrs_revision = F("cqrs_revision")  # already counted in this transaction
+            else:
+                self.cqrs_revision = F("cqrs_revision") + 1
+        try:
+            super().save(**kwargs)
+        except BaseException:
+            if isinstance(self.__dict__.get("cqrs_revision"), Combinable):
+                self.__dict__["cqrs_revision"] = old_revision
+            raise
+        self._cqrs_refresh_revision(using)
+        self.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(self)
+
+    save.alters_data = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:
+        instance = super().from_db(db, field_names, values)
+        instance.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(instance)
+        return instance
+
+    def refresh_from_db(self, using: str | None = None, fields: Any = None, **kwargs: Any) -> None:
+        super().refresh_from_db(using=using, fields=fields, **kwargs)
+        if fields is None:
+            self.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(self)
+
+    def _cqrs_refresh_revision(self, using: str | None) -> None:
+        """Replace the F() expression of a save by the value the database holds now."""
+        if isinstance(self.__dict__.get("cqrs_revision"), Combinable):
+            self.refresh_from_db(using=using, fields=["cqrs_revision"])
+
+    # -- save counters ---------------------------------------------------------------------
+
+    @property
+    def cqrs_saves_count(self) -> int:
+        """How many times this instance has been saved within the transaction."""
+        return int(self.__dict__.get("_cqrs_saves_count", 0))
+
+    @property
+    def is_initial_cqrs_save(self) -> bool:
+        """True until the instance is saved a second time in the same transaction."""
+        return self.cqrs_saves_count < 2
+
+    def reset_cqrs_saves_count(self) -> None:
+        """Reset the counter (done automatically when the transaction commits)."""
+        self.__dict__["_cqrs_saves_count"] = 0
+
+    # -- serialization ---------------------------------------------------------------------
+
+    def to_cqrs_dict(self, using: str | None = None, sync: bool = False) -> dict[str, Any]:
+        """CQRS serialization for transport payload.
+
+        Args:
+            using: Database alias to read from (for CQRS_SERIALIZER, which reloads the row).
+            sync: Serialize this instance as it is instead of reloading it.
+        """
+        if self.CQRS_SERIALIZER:
+            instance = self
+            if not sync:
+                db = using or self._state.db or router.db_for_read(type(self), instance=self)
+                queryset = type(self)._base_manager.using(db)
+                instance = self.relate_cqrs_serialization(queryset).get(pk=self.pk)
+            data = dict(serializer_class(self.CQRS_SERIALIZER)(instance).data)
+            data["cqrs_revision"] = instance.cqrs_revision
+            data["cqrs_updated"] = str(instance.cqrs_updated)
+            return data
+        data = concrete_data(self, self.CQRS_FIELDS)
+        data["cqrs_revision"] = self.cqrs_revision
+        data["cqrs_updated"] = str(self.cqrs_updated)
+        return data
+
+    def get_tracked_fields_data(self) -> dict[str, Any] | None:
+        """Previous values of the tracked fields changed since load or last save (None: untracked)."""
+        return changed_tracked(self, self.__dict__.get("_cqrs_tracked_initial"))
+
+    def cqrs_sync(self, using: str | None = None, queue: str | None = None) -> bool:
+        """Send this instance to replicas (one `queue`, or all) as a SYNC event.
+
+        Returns:
+            True if a SYNC was queued (published on commit), False if the model does not
+            produce or `is_sync_instance()` says no.
+        """
+        if not self.CQRS_PRODUCE or not self.is_sync_instance():
+            return False
+        db = using or self._state.db or router.db_for_write(type(self), instance=self)
+        enqueue(db, [sync_event(self, db, queue)])
+        return True
+
+    def is_sync_instance(self) -> bool:
+        """Override to sync only some instances (status, age...)."""
+        return True
+
+    def get_cqrs_meta(self, **kwargs: Any) -> Any:
+        """Metadata of an event: `CQRS['master']['meta_function'](obj=self, **kwargs)` or `{}`."""
+        func = conf.import_callable(
+            conf.master_settings().get("meta_function"), "CQRS['master']['meta_function']"
+        )
+        if func is None:
+            return {}
+        return func(obj=self, **kwargs)
+
+    @classmethod
+    def relate_cqrs_serialization(cls, queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+        """Override to add select_related/prefetch_related for CQRS_SERIALIZER."""
+        return queryset
+
+    def get_custom_cqrs_delete_data(self) -> Any:
+        """Override to add a `custom` member to the DELETE payload."""
+        return None
+
+    @classmethod
+    def call_post_bulk_create(cls, instances: list[Any], using: str | None = None) -> None:
+        """Send `post_bulk_create` (used by `Model.cqrs.bulk_create`)."""
+        from dj_cqrs.signals import post_bulk_create
+
+        post_bulk_create.send(cls, instances=instances, using=using)
+
+    @classmethod
+    def call_post_update(cls, instances: list[Any], using: str | None = None) -> None:
+        """Send `post_update` (used by `Model.cqrs.bulk_update`)."""
+        from dj_cqrs.signals import post_update
+
+        post_update.send(cls, instances=instances, using=using)
+
+
+class MasterMixin(RawMasterMixin):
+    """Mixin for the master CQRS model, that will send data updates to its replicas."""
+
+    cqrs_revision = models.IntegerField(
+        default=0, help_text="Incremented once per committed transaction that changes the row."
+    )
+    cqrs_updated = models.DateTimeField(auto_now=True, help_text="Last change of the row.")
+
+    class Meta:
+        abstract = True

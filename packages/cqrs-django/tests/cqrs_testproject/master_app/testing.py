@@ -1,0 +1,100 @@
+"""Test helpers for master tests: a transport that records what the master publishes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import Any, ClassVar
+
+from cqrs_core import routing
+from cqrs_core.exceptions import PublishError
+from cqrs_core.messages import Handler, Outgoing
+from cqrs_core.transports import BaseTransport, register_transport, unregister_transport
+
+
+@dataclasses.dataclass(frozen=True)
+class Sent:
+    routing_key: str
+    body: bytes
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+class RecordingTransport(BaseTransport):
+    """Keeps every accepted batch; `fail_next` makes the next publishes raise PublishError."""
+
+    name = "recording"
+    batches: ClassVar[list[list[Sent]]] = []
+    fail_next: ClassVar[int] = 0
+    instances: ClassVar[int] = 0
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        type(self).instances += 1
+
+    def _publish(self, messages: Sequence[Outgoing]) -> None:
+        if type(self).fail_next > 0:
+            type(self).fail_next -= 1
+            raise PublishError("broker unreachable (test)")
+        batch = []
+        for m in messages:
+            assert m.payload is not None
+            batch.append(Sent(routing.routing_key(m.payload), m.body))
+        type(self).batches.append(batch)
+
+    def consume(
+        self,
+        handler: Handler,
+        *,
+        cqrs_ids: Collection[str],
+        on_ready: Callable[[], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        raise NotImplementedError("the recording transport only records what is produced")
+
+    def _close(self) -> None:
+        pass
+
+    @classmethod
+    def sent(cls) -> list[Sent]:
+        return [s for batch in cls.batches for s in batch]
+
+    @classmethod
+    def clear(cls) -> None:
+        cls.batches.clear()
+        cls.fail_next = 0
+
+
+def recording_settings(**master: Any) -> dict[str, Any]:
+    return {
+        "transport": "recording",
+        "queue": "master_tests",
+        "master": {"CQRS_AUTO_UPDATE_FIELDS": False, "CQRS_MESSAGE_TTL": 86400, **master},
+    }
+
+
+def use_recording(settings: Any, **master: Any) -> Iterator[type[RecordingTransport]]:
+    """Body of a fixture: route CQRS to the recording transport (pytest-django `settings`)."""
+    from dj_cqrs.conf import reset_transport
+
+    register_transport(RecordingTransport)
+    RecordingTransport.clear()
+    settings.CQRS = recording_settings(**master)
+    try:
+        yield RecordingTransport
+    finally:
+        RecordingTransport.clear()
+        reset_transport()
+        unregister_transport(RecordingTransport.name)
+
+
+from dj_cqrs.transport import BaseTransport as FacadeBase
+
+
+class RecordingFacade(FacadeBase):
+    """A user-defined facade subclass, selectable by its dotted path."""
+
+    transport_name = "recording"

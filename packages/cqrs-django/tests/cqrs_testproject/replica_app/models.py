@@ -1,0 +1,164 @@
+"""Replica models of the test project (mirrors of master_app's `author` and `product`, plus
+models that exercise one replica option each)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from django.db import connection, models
+from django.utils.dateparse import parse_date
+
+from dj_cqrs.mixins import RawReplicaMixin, ReplicaMixin
+
+
+class AuthorRef(ReplicaMixin):
+    """Mirror of `author` with custom serialization (a derived field) and meta."""
+
+    CQRS_ID = "author"
+    CQRS_CUSTOM_SERIALIZATION = True
+    CQRS_META = True
+
+    id = models.IntegerField(primary_key=True)
+    name = models.CharField(max_length=200)
+    email = models.CharField(max_length=200, blank=True, default="")
+    birth_date = models.DateField(null=True, blank=True)
+    display = models.CharField(max_length=420, default="")
+    last_meta = models.JSONField(null=True, blank=True)
+
+    @staticmethod
+    def _values(data: Mapping[str, Any], meta: Any) -> dict[str, Any]:
+        birth = data.get("birth_date")
+        return {
+            "name": data["name"],
+            "email": data.get("email") or "",
+            "birth_date": parse_date(birth) if isinstance(birth, str) else birth,
+            "display": f"{data['name']} <{data.get('email') or ''}>",
+            "last_meta": meta,
+            "cqrs_revision": data["cqrs_revision"],
+            "cqrs_updated": data["cqrs_updated"],
+        }
+
+    @classmethod
+    def cqrs_create(cls, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
+        return cls.objects.create(id=mapped_data["id"], **cls._values(mapped_data, meta))
+
+    def cqrs_update(self, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
+        for key, value in self._values(mapped_data, meta).items():
+            setattr(self, key, value)
+        self.save()
+        return self
+
+
+class ProductRef(ReplicaMixin):
+    """Mirror of `product` with renamed fields (CQRS_MAPPING)."""
+
+    CQRS_ID = "product"
+    CQRS_MAPPING: ClassVar[dict[str, str]] = {
+        "id": "id",
+        "name": "title",
+        "quantity": "stock",
+        "price": "price",
+        "release_date": "release_date",
+        "published_at": "published_at",
+        "is_active": "is_active",
+        "note": "note",
+        "external_uuid": "external_uuid",
+    }
+
+    id = models.IntegerField(primary_key=True)
+    title = models.CharField(max_length=200)
+    stock = models.IntegerField(default=0)
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    release_date = models.DateField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    note = models.CharField(max_length=100, null=True, blank=True)
+    external_uuid = models.UUIDField(default=uuid.uuid4)
+    previous_title = models.CharField(max_length=200, null=True, blank=True)
+
+    def cqrs_update(self, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
+        self.previous_title = (previous_data or {}).get("title")
+        return super().cqrs_update(sync, mapped_data, previous_data, meta)
+
+
+class VoucherRef(ReplicaMixin):
+    """Mirror of `voucher` (UUID primary key)."""
+
+    CQRS_ID = "voucher"
+
+    id = models.UUIDField(primary_key=True)
+    code = models.CharField(max_length=100)
+    value = models.IntegerField(default=0)
+
+
+class Item(ReplicaMixin):
+    """Plain replica used by the apply-rule tests (no master model)."""
+
+    CQRS_ID = "item"
+
+    id = models.IntegerField(primary_key=True)
+    name = models.CharField(max_length=100)
+    code = models.CharField(max_length=20, unique=True, null=True, blank=True)
+
+
+class DirectSyncOnly(ReplicaMixin):
+    """Ignores broadcast SYNCs."""
+
+    CQRS_ID = "direct_only"
+    CQRS_ONLY_DIRECT_SYNCS = True
+
+    id = models.IntegerField(primary_key=True)
+    name = models.CharField(max_length=100)
+
+
+class Flaky(ReplicaMixin):
+    """Fails on purpose, as `instance_data['mode']` says: raise, falsy, db (a database error).
+
+    Retries at most twice, 0.25 s apart per attempt so far.
+    """
+
+    CQRS_ID = "flaky"
+
+    id = models.IntegerField(primary_key=True)
+    mode = models.CharField(max_length=20, default="")
+
+    @classmethod
+    def cqrs_create(cls, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
+        mode = mapped_data.get("mode")
+        instance = super().cqrs_create(sync, mapped_data, previous_data, meta)
+        if mode == "raise":
+            raise RuntimeError("flaky replica refuses this row")
+        if mode == "falsy":
+            return None
+        if mode == "db":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table_for_cqrs_tests")
+        return instance
+
+    @staticmethod
+    def should_retry_cqrs(current_retry: int, exception: BaseException | None = None) -> bool:
+        return current_retry < 2
+
+    @staticmethod
+    def get_cqrs_retry_delay(current_retry: int = 0) -> float:
+        return 0.25 * (current_retry + 1)
+
+
+class RawEvents(RawReplicaMixin):
+    """Not a model: records what it is given (returns False when asked to)."""
+
+    CQRS_ID = "raw_event"
+    CQRS_META = True
+    calls: ClassVar[list[tuple[str, dict[str, Any], Any]]] = []
+
+    @classmethod
+    def cqrs_save(cls, master_data, previous_data=None, sync=False, meta=None):  # type: ignore[no-untyped-def]
+        cls.calls.append(("sync" if sync else "save", dict(master_data), meta))
+        return not master_data.get("fail")
+
+    @classmethod
+    def cqrs_delete(cls, master_data, meta=None):  # type: ignore[no-untyped-def]
+        cls.calls.append(("delete", dict(master_data), meta))
+        return True

@@ -1,0 +1,91 @@
+"""Settings of the test project: master and replica apps in one Django project.
+
+Environment knobs (also read by subprocesses such as `manage.py cqrs_consume` in tests):
+- CQRS_TEST_DB: `sqlite` (default) or `postgres` (127.0.0.1:5432, user postgres).
+- CQRS_TEST_DB_NAME: database name (PostgreSQL) or file (SQLite); unique per run by default.
+- CQRS_TEST_TRANSPORT / CQRS_TEST_URL / CQRS_TEST_QUEUE: the transport settings.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+SECRET_KEY = "cqrs-tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+ROOT_URLCONF = "cqrs_testproject.urls"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "dj_cqrs",
+    "cqrs_testproject.master_app",
+    "cqrs_testproject.replica_app",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+_RUN_ID = os.environ.setdefault("CQRS_TEST_RUN_ID", uuid.uuid4().hex[:10])
+
+if os.environ.get("CQRS_TEST_DB", "sqlite") == "postgres":
+    _name = os.environ.get("CQRS_TEST_DB_NAME", f"cqrs_{_RUN_ID}")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("CQRS_TEST_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("CQRS_TEST_PG_PORT", "5432"),
+            "USER": "postgres",
+            "NAME": _name,
+            "TEST": {"NAME": _name},
+        }
+    }
+else:
+    _name = os.environ.get(
+        "CQRS_TEST_DB_NAME", os.path.join(tempfile.gettempdir(), f"cqrs_{_RUN_ID}.sqlite3")
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _name,
+            "TEST": {"NAME": _name},
+            "OPTIONS": {"timeout": 30},
+        }
+    }
+
+CQRS = {
+    "transport": os.environ.get("CQRS_TEST_TRANSPORT", "memory"),
+    "url": os.environ.get("CQRS_TEST_URL", f"memory://tests_{_RUN_ID}"),
+    "queue": os.environ.get("CQRS_TEST_QUEUE", "replica"),
+    "master": {"CQRS_AUTO_UPDATE_FIELDS": False, "CQRS_MESSAGE_TTL": 86400},
+    "replica": {"CQRS_MAX_RETRIES": 30, "CQRS_RETRY_DELAY": 2},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django-cqrs": {"handlers": ["console"], "level": "WARNING"}},
+}
