@@ -1,0 +1,105 @@
+"""Turn the user's `CQRS` settings into kombu connection arguments, per backend."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from cqrs_core.exceptions import ConfigurationError
+
+from cqrs_kombu import _filesystem
+
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
+DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """Where and how to connect: the kombu URL, transport options and backend kind."""
+
+    url: str
+    kind: str
+    """`amqp`, `redis`, `filesystem` or `other` (SQS, ... reached through kombu)."""
+    transport_options: dict[str, Any]
+    transport: Any = None
+    """A kombu transport class overriding the URL's scheme (the safe filesystem one)."""
+    connect_timeout: float = 5.0
+
+    @property
+    def is_amqp(self) -> bool:
+        return self.kind == "amqp"
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "transport_options": dict(self.transport_options),
+            "connect_timeout": self.connect_timeout,
+        }
+        if self.transport is not None:
+            kwargs["transport"] = self.transport
+        return kwargs
+
+
+def backend_from_options(options: Mapping[str, Any]) -> Backend:
+    """Read `url` (or the deprecated host/port/user/password), `transport_options`."""
+    url = options.get("url") or _legacy_url(options)
+    user_options = options.get("transport_options") or {}
+    if not isinstance(user_options, Mapping):
+        raise ConfigurationError("CQRS['transport_options'] must be a dict of kombu options.")
+    scheme = urlsplit(url).scheme.lower().split("+")[0]
+    transport_options: dict[str, Any] = {}
+    transport = None
+    if scheme in AMQP_SCHEMES:
+        kind = "amqp"
+        transport_options["confirm_publish"] = True
+    elif scheme in REDIS_SCHEMES:
+        kind = "redis"
+        transport_options.update(socket_connect_timeout=5, socket_timeout=30)
+    elif scheme == "filesystem":
+        kind = "filesystem"
+        transport_options.update(_filesystem_options(url, user_options))
+        transport = _filesystem.Transport
+        url = "filesystem://"
+    else:
+        kind = "other"
+    transport_options.update(user_options)
+    if kind == "filesystem":
+        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+            os.makedirs(transport_options[key], exist_ok=True)
+    timeout = options.get("connect_timeout", 5.0)
+    return Backend(url, kind, transport_options, transport, float(timeout))
+
+
+def _legacy_url(options: Mapping[str, Any]) -> str:
+    host = options.get("host")
+    if not host:
+        return DEFAULT_URL
+    user = options.get("user", "guest")
+    password = options.get("password", "guest")
+    port = options.get("port", 5672)
+    return f"amqp://{user}:{password}@{host}:{port}//"
+
+
+def _filesystem_options(url: str, user_options: Mapping[str, Any]) -> dict[str, Any]:
+    """`filesystem:///srv/cqrs` shares one folder; otherwise the options must name folders."""
+    folder = url[len("filesystem://") :].split("?")[0]
+    folder_in = user_options.get("data_folder_in") or folder
+    folder_out = user_options.get("data_folder_out") or folder
+    if not folder_in or not folder_out:
+        raise ConfigurationError(
+            "The kombu filesystem transport needs a shared folder: set CQRS['url'] to "
+            "'filesystem:///path/to/folder', or CQRS['transport_options'] to "
+            "{'data_folder_in': ..., 'data_folder_out': ...}."
+        )
+    base = folder or folder_out
+    return {
+        "data_folder_in": folder_in,
+        "data_folder_out": folder_out,
+        "processed_folder": os.path.join(base, "processed"),
+        "control_folder": os.path.join(base, "control"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }

@@ -1,0 +1,217 @@
+"""One connected consumer session: declare, drain in batches, settle, run the delay scheduler.
+
+The transport opens a new session after any broker error, so reconnecting is just "build
+another one"; whatever the old one had taken but not settled goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+from cqrs_core import routing
+from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
+from kombu import Connection, Consumer
+
+from cqrs_kombu._delay import DUE_HEADER, ID_HEADER, DelayScheduler
+from cqrs_kombu._sender import Sender
+from cqrs_kombu._topology import Topology, replica_topology
+
+if TYPE_CHECKING:
+    from cqrs_kombu.transport import KombuTransport
+
+logger = logging.getLogger("django-cqrs")
+
+ROUTING_KEY_HEADER = "x-cqrs-routing-key"
+"""Original routing key of a message we moved straight into a queue (release, restore)."""
+DEAD_AT_HEADER = "x-cqrs-dead-at"
+_IDLE_WAIT = 0.5
+_RELEASE_PAUSE = 0.2
+
+
+class Session:
+    """A connection with the replica's topology declared and a consumer started."""
+
+    def __init__(self, transport: KombuTransport, cqrs_ids: Collection[str]) -> None:
+        self.transport = transport
+        self.common = transport.common
+        self.ids = frozenset(cqrs_ids)
+        self.own_queue = self.common.require_queue()
+        self._directed_prefix = routing.directed_key(self.own_queue, "")
+        self.topology: Topology = replica_topology(self.common, self.ids)
+        self.connection: Connection = transport.connect()
+        self._buffer: list[Any] = []
+        channel = self.connection.channel()
+        for queue in (self.topology.main, self.topology.dead, self.topology.delayed):
+            queue(channel).declare()
+        self.sender = Sender(self.connection, self.topology.exchange, amqp=transport.backend.is_amqp)
+        self.scheduler = DelayScheduler(
+            self.connection.channel(),
+            self.topology.delayed,
+            self._move_due,
+            capacity=transport.delay_capacity,
+        )
+        self.consumer = Consumer(
+            channel,
+            queues=[self.topology.main],
+            on_message=self._buffer.append,
+            no_ack=False,
+            prefetch_count=self.common.prefetch_count,
+        )
+        self.consumer.consume()
+        self.channel = channel
+        if not transport.backend.is_amqp:
+            _pin_to_queue(channel, self.topology.main.name)
+
+    # -- loop ------------------------------------------------------------------------------
+
+    def run(self, handler: Handler, on_tick: Callable[[], None] | None) -> None:
+        """Drain, dispatch and settle until the transport is stopped."""
+        limit = max(1, min(self.common.batch_size, self.common.prefetch_count))
+        while not self.transport.stopping:
+            self._drain(min(_IDLE_WAIT, self.scheduler.seconds_to_next_due()))
+            if self._buffer:
+                deadline = time.monotonic() + self.common.batch_timeout
+                while len(self._buffer) < limit and not self.transport.stopping:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._drain(remaining)
+                batch, self._buffer[:] = list(self._buffer), []
+                self._handle(handler, batch)
+            self.scheduler.tick()
+            if on_tick is not None:
+                on_tick()
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            self.connection.drain_events(timeout=max(timeout, 0.001))
+        except socket.timeout:
+            pass
+
+    def _handle(self, handler: Handler, batch: list[Any]) -> None:
+        inbound = [
+            Inbound(_body(message), queue=self._target(message), token=message)
+            for message in batch
+        ]
+        settled = self.transport.dispatch(handler, inbound, cqrs_ids=self.ids)
+        for item in settled:
+            self._settle(item)
+        if settled and all(item.outcome.kind is OutcomeKind.RELEASE for item in settled):
+            self.transport.wait(_RELEASE_PAUSE)  # only others' messages here: don't spin
+
+    def _target(self, message: Any) -> str | None:
+        key = _routing_key(message)
+        return self.own_queue if key.startswith(self._directed_prefix) else None
+
+    # -- settling --------------------------------------------------------------------------
+
+    def _settle(self, item: Settled) -> None:
+        message = item.message.token
+        kind = item.outcome.kind
+        if kind is OutcomeKind.RETRY:
+            retry = self.transport.retry_message(item)
+            headers = {
+                **retry.headers,
+                DUE_HEADER: f"{time.time() + (item.outcome.delay or 0.0):.3f}",
+                ID_HEADER: retry.cqrs_id,
+            }
+            self.sender.direct(retry.body, self.topology.delayed.name, headers=headers)
+            self.scheduler.poke()
+        elif kind is OutcomeKind.DEAD:
+            self.dead_letter(item)
+        elif kind is OutcomeKind.RELEASE:
+            self.give_back(message)
+            return
+        message.ack()
+
+    def dead_letter(self, item: Settled) -> None:
+        dead = self.transport.dead_letter_message(item)
+        headers = {**dead.headers, DEAD_AT_HEADER: f"{time.time():.6f}"}
+        dlq = self.topology.dead.name
+        ttl = self.common.dead_message_ttl
+        if item.payload is None:
+            self.sender.direct(dead.body, dlq, headers=headers, expiration=ttl)
+        else:
+            key = routing.directed_key(dlq, dead.cqrs_id)
+            self.sender.publish_or_direct(dead.body, key, dlq, headers=headers, expiration=ttl)
+
+    def give_back(self, message: Any) -> None:
+        """RELEASE: AMQP requeues natively; kombu's virtual requeue would re-route the message
+        through the exchange to every bound queue, so it is moved to the tail of ours instead."""
+        if self.transport.backend.is_amqp:
+            message.requeue()
+            return
+        headers = {**(message.headers or {}), ROUTING_KEY_HEADER: _routing_key(message)}
+        self.sender.direct(_body(message), self.own_queue, headers=headers)
+        message.ack()
+
+    def _move_due(self, message: Any) -> None:
+        headers = dict(message.headers or {})
+        headers.pop(DUE_HEADER, None)
+        cqrs_id = str(headers.pop(ID_HEADER, "unknown"))
+        key = routing.directed_key(self.own_queue, cqrs_id)
+        self.sender.publish_or_direct(_body(message), key, self.own_queue, headers=headers)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def try_close(self) -> bool:
+        """Close cleanly (giving back unsettled messages); False if the broker is still away."""
+        try:
+            self.connection.release()
+        except Exception:
+            logger.debug("CQRS kombu: closing a failed session failed", exc_info=True)
+            return False
+        return True
+
+    def close(self, *, graceful: bool) -> None:
+        """Close the connection; what was taken but not settled goes back to our queue.
+
+        The consumer is not cancelled first: kombu's Redis channel reads an in-flight BRPOP
+        on close, and with no consumer left it would mis-route that message.
+        """
+        if graceful:
+            try:
+                self.connection.release()
+                return
+            except Exception:
+                logger.debug("CQRS kombu: graceful close failed", exc_info=True)
+        with contextlib.suppress(Exception):
+            self.connection.collect()
+
+
+def _pin_to_queue(channel: Any, queue: str) -> None:
+    """Make kombu give unsettled messages back to `queue` alone.
+
+    kombu's virtual transports restore an unacknowledged message (on close, after the Redis
+    visibility timeout, on requeue) by routing it through the exchange again, which would copy
+    a broadcast into every replica's queue. Each delivery is re-addressed to `queue` through
+    the default exchange before kombu records it, keeping the original key in a header.
+    """
+    callbacks = channel.connection._callbacks
+    inner = callbacks[queue]
+
+    def pinned(raw: dict[str, Any]) -> Any:
+        info = raw.setdefault("properties", {}).setdefault("delivery_info", {})
+        if info.get("exchange"):
+            headers = raw.get("headers") or {}
+            headers.setdefault(ROUTING_KEY_HEADER, info.get("routing_key") or "")
+            raw["headers"] = headers
+            info["exchange"], info["routing_key"] = "", queue
+        return inner(raw)
+
+    callbacks[queue] = pinned
+
+
+def _body(message: Any) -> bytes:
+    body = message.body
+    return body if isinstance(body, bytes) else str(body).encode("utf-8")
+
+
+def _routing_key(message: Any) -> str:
+    headers = message.headers or {}
+    return str(headers.get(ROUTING_KEY_HEADER) or message.delivery_info.get("routing_key") or "")

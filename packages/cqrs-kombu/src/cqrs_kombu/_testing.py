@@ -1,0 +1,69 @@
+"""Helpers for this package's tests against real brokers (importable under importlib mode)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+from cqrs_core.testing.plugin import service_unavailable
+
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 7
+BACKENDS = ("amqp", "redis", "filesystem")
+
+
+def reachable(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=2):
+        return True
+    return False
+
+
+def require(backend: str) -> None:
+    if backend == "amqp" and not reachable(AMQP_HOST, AMQP_PORT):
+        service_unavailable("RabbitMQ", f"{AMQP_HOST}:{AMQP_PORT}")
+    if backend == "redis" and not reachable(REDIS_HOST, REDIS_PORT):
+        service_unavailable("Redis", f"{REDIS_HOST}:{REDIS_PORT}")
+
+
+def amqp_url(port: int = AMQP_PORT) -> str:
+    return f"amqp://guest:guest@{AMQP_HOST}:{port}//"
+
+
+def redis_url(port: int = REDIS_PORT) -> str:
+    return f"redis://{REDIS_HOST}:{port}/{REDIS_DB}"
+
+
+def cleanup_amqp(exchange: str, queues: list[str]) -> None:
+    import amqp
+
+    with contextlib.suppress(Exception):
+        conn = amqp.Connection(f"{AMQP_HOST}:{AMQP_PORT}", userid="guest", password="guest")
+        conn.connect()
+        try:
+            for queue in queues:
+                channel = conn.channel()
+                with contextlib.suppress(Exception):
+                    channel.queue_delete(queue)
+            channel = conn.channel()
+            with contextlib.suppress(Exception):
+                channel.exchange_delete(exchange)
+        finally:
+            conn.close()
+
+
+def cleanup_redis(prefix: str) -> int:
+    import redis
+
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=REDIS_DB)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    return len(keys)
+
+
+def queue_family(queue: str) -> list[str]:
+    names = []
+    for base in (queue, f"{queue}_other"):
+        names += [base, f"dead_letter_{base}", f"delayed_{base}"]
+    return names
