@@ -288,7 +288,7 @@ def test_older_api_version_from_entry_point_names_the_distribution(
         get_transport_class("ancient")
     message = str(info.value)
     assert "cqrs_ancient:Ancient (cqrs-ancient 0.1)" in message
-    assert "upgrade the transport" in message
+    assert "upgrade cqrs-ancient." in message
 
 
 # -- entry points --------------------------------------------------------------------------

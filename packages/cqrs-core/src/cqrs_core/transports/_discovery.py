@@ -71,7 +71,7 @@ def get_transport_class(spec: str) -> type[BaseTransport]:
             f"{where} is registered as {spec!r} but its class says "
             f"name={getattr(target, 'name', None)!r}."
         )
-    return _checked(target, where)
+    return _checked(target, where, dist=_dist_name(ep))
 
 
 def origin(ep: EntryPoint) -> str:
@@ -95,7 +95,7 @@ def _import_path(path: str) -> object:
         raise TransportLoadError(f"Cannot import transport {path!r}: {exc}") from exc
 
 
-def _checked(target: object, where: str) -> type[BaseTransport]:
+def _checked(target: object, where: str, *, dist: str | None = None) -> type[BaseTransport]:
     if not (isinstance(target, type) and issubclass(target, BaseTransport)):
         raise TransportLoadError(
             f"{where} points to {target!r}, which is not a cqrs_core BaseTransport subclass."
@@ -106,7 +106,9 @@ def _checked(target: object, where: str) -> type[BaseTransport]:
     if not isinstance(getattr(target, "name", None), str):
         raise TransportLoadError(f"{where} has no `name` class attribute.")
     if target.api_version != TRANSPORT_API_VERSION:
-        newer = "the transport" if target.api_version < TRANSPORT_API_VERSION else "cqrs-core"
+        newer = (
+            (dist or "the transport") if target.api_version < TRANSPORT_API_VERSION else "cqrs-core"
+        )
         raise TransportLoadError(
             f"{where} implements transport API v{target.api_version}, but this cqrs-core speaks "
             f"v{TRANSPORT_API_VERSION}: upgrade {newer}."
