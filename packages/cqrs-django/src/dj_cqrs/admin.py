@@ -29,3 +29,4 @@ class CQRSAdminMasterSyncMixin:
             synced,
         ) % {"count": synced}
         self.message_user(request, message, level=messages.SUCCESS)  # type: ignore[attr-defined]
+from dj_cqrs.outbox import admin as outbox_admin  # noqa: E402,F401  (registers OutboxEvent)

@@ -214,11 +214,23 @@ def get_transport() -> BaseTransport:
     return cache.transport
 
 
+def generation() -> int:
+    """Incremented by `reset_transport` (a CQRS setting changed): lets callers drop caches."""
+    return _generation
+
+
 def reset_transport() -> None:
     """Close this thread's transport and make every thread build a new one on next use."""
     global _generation
     with _lock:
         _generation += 1
+    transport, _cache.transport = _cache.transport, None
+    if transport is not None and _cache.pid == os.getpid():
+        _close_quietly(transport)
+
+
+def discard_transport() -> None:
+    """Close this thread's transport only (after a failure); other threads keep theirs."""
     transport, _cache.transport = _cache.transport, None
     if transport is not None and _cache.pid == os.getpid():
         _close_quietly(transport)

@@ -20,6 +20,7 @@ from dj_cqrs.master.serialization import (
     serializer_class,
     tracked_snapshot,
 )
+from dj_cqrs.outbox.settings import outbox_settings
 
 _SAVE_ARGS = ("force_insert", "force_update", "using", "update_fields")
 _CQRS_FIELDS = frozenset({"cqrs_revision", "cqrs_updated"})
@@ -68,7 +69,8 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         if update_cqrs_fields is None:
             update_cqrs_fields = conf.auto_update_fields()
 
-        if transaction.get_connection(using).in_atomic_block:
+        in_atomic = transaction.get_connection(using).in_atomic_block
+        if in_atomic:
             self.__dict__["_cqrs_saves_count"] = self.cqrs_saves_count + 1
         else:
             self.__dict__["_cqrs_saves_count"] = 1
@@ -86,7 +88,11 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
             else:
                 self.cqrs_revision = F("cqrs_revision") + 1
         try:
-            super().save(**kwargs)
+            if in_atomic or not self.CQRS_PRODUCE or not outbox_settings().enabled:
+                super().save(**kwargs)
+            else:  # the outbox row must commit with the change: one transaction for both
+                with transaction.atomic(using=using, savepoint=False):
+                    super().save(**kwargs)
         except BaseException:
             if isinstance(self.__dict__.get("cqrs_revision"), Combinable):
                 self.__dict__["cqrs_revision"] = old_revision

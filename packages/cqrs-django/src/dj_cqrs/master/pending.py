@@ -5,6 +5,10 @@ one transaction. A group registers a single `transaction.on_commit` callback, so
 with its savepoint or transaction on rollback (nothing is published) and runs it after commit
 (the group is published in one `produce_many` batch). Within a group, one instance gives one
 event: a later save replaces the earlier snapshot, and the revision is incremented only once.
+
+With the outbox (`CQRS['master']['publish'] = 'outbox'`, the default) every event is also
+written to the outbox table as it is queued, in the same transaction and savepoint (a replaced
+snapshot replaces its row), and the on-commit callback only runs the fast path.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class Entry:
     instance: Any = None
     created: bool = False
     """The instance was created in this group: every previous value is None."""
+    outbox_id: int | None = None
+    """Its outbox row, once written."""
 
 
 class Group:
@@ -43,11 +49,13 @@ class Group:
     def __contains__(self, key: Hashable) -> bool:
         return key in self.entries
 
-    def add(self, key: Hashable, entry: Entry) -> None:
+    def add(self, key: Hashable, entry: Entry) -> Entry | None:
+        """Queue `entry`, merged with the one it replaces; return the replaced entry."""
         old = self.entries.pop(key, None)
         if old is not None:
             entry = _merge(old, entry)
         self.entries[key] = entry
+        return old
 
     def __call__(self) -> None:
         """The on-commit callback: publish the group (errors are logged, never raised)."""
@@ -60,7 +68,19 @@ class Group:
             if reset is not None:
                 reset()
         expires = expires_in(conf.message_ttl())
-        publish([dataclasses.replace(e.payload, expires=expires) for e in entries], self.using)
+        stored = sorted((e for e in entries if e.outbox_id is not None), key=_outbox_order)
+        if stored:
+            from dj_cqrs.outbox.fast_path import publish_fresh
+
+            fresh = [(e.outbox_id, dataclasses.replace(e.payload, expires=expires)) for e in stored]
+            publish_fresh(self.using, fresh)  # type: ignore[arg-type]
+        plain = [dataclasses.replace(e.payload, expires=expires) for e in entries if e.outbox_id is None]
+        if plain:
+            publish(plain, self.using)
+
+
+def _outbox_order(entry: Entry) -> int:
+    return entry.outbox_id or 0
 
 
 def _merge(old: Entry, new: Entry) -> Entry:
@@ -126,7 +146,14 @@ def enqueue(using: str, events: list[tuple[Hashable, Entry]]) -> None:
     connection = transaction.get_connection(using)
     group = current_group(using, create=True)
     assert group is not None
-    for key, entry in events:
-        group.add(key, entry)
+    from dj_cqrs.outbox.settings import outbox_settings
+
+    if outbox_settings().enabled:
+        from dj_cqrs.outbox.writer import stage
+
+        stage(using, group, events)
+    else:
+        for key, entry in events:
+            group.add(key, entry)
     if not connection.in_atomic_block:
         transaction.on_commit(group, using=using)

@@ -1,7 +1,8 @@
-"""The one place where committed events are handed to the broker.
+"""The one place where events are handed to the broker.
 
-Kept apart so that a transactional outbox can replace it: `publish(payloads, using)` is called
-after `using` has committed, from the thread that committed.
+`publish(payloads, using)` is called by code that has events outside a model save (`cqrs_sync`,
+on-commit groups in `'on_commit'` mode). With the outbox (the default) it writes the events to
+the outbox on `using` and sends them after commit; `send_now` is the direct broker call.
 """
 
 from __future__ import annotations
@@ -18,6 +19,27 @@ _LOGGED_IDS = 20
 
 
 def publish(payloads: Sequence[TransportPayload], using: str) -> bool:
+    """Hand `payloads` over for sending; True if they are in the outbox or the broker has them.
+
+    Never raises: a failure is logged (with the events concerned) and False is returned.
+    """
+    if not payloads:
+        return True
+    try:
+        from dj_cqrs.outbox.settings import outbox_settings
+
+        enabled = outbox_settings().enabled
+    except Exception:
+        logger.exception("CQRS settings are invalid (see `manage.py check`); sending directly")
+        enabled = False
+    if enabled:
+        from dj_cqrs.outbox.writer import write_and_publish
+
+        return write_and_publish(using, payloads)
+    return send_now(payloads, using)
+
+
+def send_now(payloads: Sequence[TransportPayload], using: str) -> bool:
     """Send `payloads` in one batch; return True if the broker accepted them.
 
     A failure is retried once on a fresh connection (the cached one may have gone stale), then

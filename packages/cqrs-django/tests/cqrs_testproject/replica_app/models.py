@@ -74,9 +74,9 @@ class ProductRef(ReplicaMixin):
     release_date = models.DateField(null=True, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
-    note = models.CharField(max_length=100, null=True, blank=True)
+    note = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 (as the master)
     external_uuid = models.UUIDField(default=uuid.uuid4)
-    previous_title = models.CharField(max_length=200, null=True, blank=True)
+    previous_title = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
 
     def cqrs_update(self, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
         self.previous_title = (previous_data or {}).get("title")

@@ -1,0 +1,273 @@
+"""Apply received payloads to replica models: the handler given to `transport.consume`.
+
+A batch is applied in one transaction per database, each message inside its own savepoint,
+so one bad message rolls back alone and the others commit together. If the batch transaction
+itself breaks (connection lost, commit failed), nothing of it was committed and the batch is
+applied again one transaction per message, which is safe because duplicates are skipped.
+
+Messages are applied in (CQRS_ID, pk) order (stable, so each row keeps its arrival order):
+workers then take row locks in the same order and cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import time
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    close_old_connections,
+    connections,
+    router,
+    transaction,
+)
+
+from cqrs_core.constants import SignalType
+from cqrs_core.exceptions import ConfigurationError
+from cqrs_core.messages import Handler, Outcome
+from cqrs_core.payload import TransportPayload
+from cqrs_core.transports import BaseTransport
+from dj_cqrs.registries import ReplicaRegistry
+
+logger = logging.getLogger("django-cqrs")
+
+
+class _FalsyResult(Exception):
+    """Raised inside a message's savepoint so that a falsy result rolls it back."""
+
+
+class _BatchBroken(Exception):
+    """The batch transaction can no longer commit; retry message by message."""
+
+
+def resolve_cqrs_ids(cqrs_ids: Iterable[str] | None = None) -> list[str]:
+    """The replica CQRS_IDs to consume: all registered ones by default.
+
+    Raises:
+        ConfigurationError: no replica model is registered, or an id is unknown.
+    """
+    registered = ReplicaRegistry.models()
+    if not registered:
+        raise ConfigurationError(
+            "No replica model is registered: define models with ReplicaMixin (or "
+            "RawReplicaMixin) and a CQRS_ID in an app listed in INSTALLED_APPS."
+        )
+    if cqrs_ids is None:
+        return sorted(registered)
+    wanted = list(dict.fromkeys(cqrs_ids))
+    unknown = [cqrs_id for cqrs_id in wanted if cqrs_id not in registered]
+    if unknown:
+        hints = []
+        for cqrs_id in unknown:
+            close = difflib.get_close_matches(cqrs_id, list(registered), n=1)
+            if close:
+                hints.append(f"{cqrs_id!r}: did you mean {close[0]!r}?")
+        raise ConfigurationError(
+            f"No replica model has CQRS_ID {', '.join(map(repr, unknown))}. "
+            + (" ".join(hints) + " " if hints else "")
+            + f"Registered: {', '.join(sorted(registered))}."
+        )
+    return wanted
+
+
+def make_handler(cqrs_ids: Collection[str] | None = None) -> Handler:
+    """A cqrs-core `Handler` that applies payloads for `cqrs_ids` (None: every replica model)."""
+    allowed = frozenset(cqrs_ids) if cqrs_ids is not None else None
+
+    def handler(payloads: Sequence[TransportPayload]) -> list[Outcome]:
+        _close_old_connections()
+        try:
+            return apply_batch(payloads, allowed=allowed)
+        finally:
+            _close_old_connections()
+
+    return handler
+
+
+def apply_batch(
+    payloads: Sequence[TransportPayload], *, allowed: Collection[str] | None = None
+) -> list[Outcome]:
+    """Apply `payloads`; one Outcome per payload, in the same order."""
+    outcomes: list[Outcome | None] = [None] * len(payloads)
+    work: list[tuple[int, TransportPayload, Any]] = []
+    for index, payload in enumerate(payloads):
+        model = ReplicaRegistry.get_model_by_cqrs_id(payload.cqrs_id)
+        if model is None or (allowed is not None and payload.cqrs_id not in allowed):
+            outcomes[index] = Outcome.dead(
+                f"unknown cqrs_id {payload.cqrs_id!r}: no replica model consumes it here"
+            )
+        elif _ignored_broadcast_sync(model, payload):
+            outcomes[index] = Outcome.skipped("broadcast SYNC ignored (CQRS_ONLY_DIRECT_SYNCS)")
+        else:
+            work.append((index, payload, model))
+    work.sort(key=lambda item: (item[1].cqrs_id, str(item[1].instance_pk)))
+    if work:
+        for index, outcome in _apply_work(work):
+            outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _apply_work(work: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int, Outcome]]:
+    aliases = sorted({_alias(model) for _, _, model in work})
+    try:
+        with contextlib.ExitStack() as stack:
+            for alias in aliases:
+                stack.enter_context(transaction.atomic(using=alias))
+                _set_query_timeout(alias)
+            results = [(index, apply_one(payload, model)) for index, payload, model in work]
+            broken = [alias for alias in aliases if transaction.get_rollback(using=alias)]
+            if broken:
+                raise _BatchBroken(f"transaction on {', '.join(broken)} marked for rollback")
+        return results
+    except (_BatchBroken, DatabaseError) as exc:
+        if len(work) == 1 and not isinstance(exc, _BatchBroken):
+            return [(work[0][0], _failure(work[0][2], work[0][1], exc))]
+        logger.warning(
+            "CQRS batch of %d message(s) could not commit (%s); applying them one by one.",
+            len(work),
+            exc,
+        )
+    results = []
+    for index, payload, model in work:
+        alias = _alias(model)
+        _recover(alias)
+        try:
+            with transaction.atomic(using=alias):
+                _set_query_timeout(alias)
+                outcome = apply_one(payload, model)
+                if outcome.acks and transaction.get_rollback(using=alias):
+                    outcome = _failure(model, payload, _BatchBroken("transaction was rolled back"))
+        except DatabaseError as exc:  # the commit itself failed
+            outcome = _failure(model, payload, exc)
+        results.append((index, outcome))
+    return results
+
+
+def apply_one(payload: TransportPayload, model: Any) -> Outcome:
+    """Apply one payload inside a savepoint; failures become RETRY or DEAD by the model's policy."""
+    started = time.monotonic()
+    try:
+        with transaction.atomic(using=_alias(model)):
+            result = _call(model, payload)
+            if not result:
+                raise _FalsyResult()
+    except _FalsyResult:
+        return _failure(model, payload, None)
+    except Exception as exc:  # noqa: BLE001  (one bad message must not fail its batch)
+        return _failure(model, payload, exc)
+    logger.debug(
+        "CQRS %s %s:%s applied in %.1f ms",
+        payload.signal_type,
+        payload.cqrs_id,
+        payload.instance_pk,
+        (time.monotonic() - started) * 1000,
+    )
+    return Outcome.applied()
+
+
+def _call(model: Any, payload: TransportPayload) -> Any:
+    kwargs: dict[str, Any] = {"meta": payload.meta} if model.CQRS_META else {}
+    data = dict(payload.instance_data)
+    if payload.signal_type is SignalType.DELETE:
+        return model.cqrs_delete(data, **kwargs)
+    previous = dict(payload.previous_data) if payload.previous_data is not None else None
+    return model.cqrs_save(
+        data, previous_data=previous, sync=payload.signal_type is SignalType.SYNC, **kwargs
+    )
+
+
+def _failure(model: Any, payload: TransportPayload, exc: BaseException | None) -> Outcome:
+    if exc is None:
+        reason = f"{model.__name__} returned a falsy result"
+        logger.error(
+            "CQRS %s %s:%s not applied: %s (retries %d).",
+            payload.signal_type,
+            payload.cqrs_id,
+            payload.instance_pk,
+            reason,
+            payload.retries,
+        )
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+        logger.error(
+            "CQRS %s %s:%s failed (retries %d).",
+            payload.signal_type,
+            payload.cqrs_id,
+            payload.instance_pk,
+            payload.retries,
+            exc_info=exc,
+        )
+    try:
+        retry = model.should_retry_cqrs(payload.retries, exc)
+        delay = float(model.get_cqrs_retry_delay(payload.retries)) if retry else 0.0
+    except Exception:
+        logger.exception("%s.should_retry_cqrs/get_cqrs_retry_delay failed", model.__name__)
+        return Outcome.retry(None, reason)  # let the transport's policy decide
+    if retry:
+        return Outcome.retry(delay, reason)
+    return Outcome.dead(f"not retried after {payload.retries} retries: {reason}")
+
+
+def _ignored_broadcast_sync(model: Any, payload: TransportPayload) -> bool:
+    if payload.signal_type is not SignalType.SYNC or payload.queue:
+        return False
+    if getattr(model, "CQRS_ONLY_DIRECT_SYNCS", False):
+        return True
+    from dj_cqrs.conf import replica_settings
+
+    return bool(replica_settings().get("CQRS_ONLY_DIRECT_SYNCS", False))
+
+
+def _alias(model: Any) -> str:
+    if getattr(model, "_meta", None) is None:  # RawReplicaMixin: no model, default database
+        return DEFAULT_DB_ALIAS
+    return router.db_for_write(model)
+
+
+def _set_query_timeout(alias: str) -> None:
+    from dj_cqrs.conf import replica_settings
+
+    timeout = replica_settings().get("CQRS_QUERY_TIMEOUT") or 0
+    connection = connections[alias]
+    if timeout and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(timeout)}")
+
+
+def _recover(alias: str) -> None:
+    connection = connections[alias]
+    if not connection.in_atomic_block and connection.errors_occurred:
+        connection.close_if_unusable_or_obsolete()
+
+
+def _close_old_connections() -> None:
+    if not any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
+        close_old_connections()
+
+
+def consume(
+    cqrs_ids: Iterable[str] | None = None,
+    *,
+    transport: BaseTransport | None = None,
+    on_ready: Any = None,
+    on_tick: Any = None,
+) -> None:
+    """Consume and apply events for `cqrs_ids` (None: every replica model) until stopped.
+
+    Uses the transport from settings (`dj_cqrs.conf.get_transport()`) unless one is given;
+    call `transport.stop()` from another thread or a signal handler to return.
+
+    Raises:
+        ConfigurationError: no replica model, or an unknown CQRS_ID.
+    """
+    ids = resolve_cqrs_ids(cqrs_ids)
+    if transport is None:
+        from dj_cqrs.conf import get_transport
+
+        transport = get_transport()
+    transport.consume(make_handler(ids), cqrs_ids=ids, on_ready=on_ready, on_tick=on_tick)

@@ -1,0 +1,47 @@
+"""`manage.py cqrs_deleted_diff_master`: second stage of the deleted-rows pipeline (master).
+
+Reads `cqrs_deleted_diff_replica` output on stdin; prints line 1 unchanged, then for each
+input line the JSON list of primary keys that no longer exist on the master.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from dj_cqrs.management._base import DataCommand
+from dj_cqrs.management._batching import existing_pks
+from dj_cqrs.management._filters import master_model
+from dj_cqrs.management._pipes import dumps, input_stream, pk_lists, read_header, to_pk
+
+
+class Command(DataCommand):
+    help = (
+        "Read cqrs_deleted_diff_replica output on stdin and print the primary keys that no "
+        "longer exist on the master, for cqrs_deleted_sync_replica."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        pass
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        stream = input_stream(self, options)
+        cqrs_id = read_header(stream, "the CQRS_ID from cqrs_deleted_diff_replica")
+        model = master_model(cqrs_id)
+        rows = model._base_manager.all()  # every row counts as existing, whatever the manager
+        out = self.stdout
+        out.write(cqrs_id)
+        checked = gone_total = 0
+        for number, values in pk_lists(stream):
+            keyed = {to_pk(model, value, number): value for value in values}
+            present = existing_pks(rows, keyed)
+            gone = [value for key, value in keyed.items() if key not in present]
+            checked += len(keyed)
+            gone_total += len(gone)
+            if gone:
+                out.write(dumps(gone))
+                out.flush()
+        self.stderr.write(
+            f"{cqrs_id}: {gone_total} of {checked} row(s) no longer exist on the master."
+        )

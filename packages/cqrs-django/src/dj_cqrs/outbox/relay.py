@@ -1,0 +1,214 @@
+"""The relay: sends what the fast path left in the outbox, in per-row commit order.
+
+Several relays may run at once. On databases with `SELECT ... FOR UPDATE SKIP LOCKED`
+(PostgreSQL, MySQL 8, Oracle) a relay locks its batch for the time it sends it; elsewhere
+(SQLite) it claims the batch with a conditional UPDATE of `claimed_by`/`claimed_until`, a lease
+that another relay may take over once it has run out. Either way a row held by another relay
+blocks the later rows of the same (cqrs_id, pk), so no event overtakes an earlier one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from django.db import connections, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from dj_cqrs import conf
+from dj_cqrs.outbox import notify, retention, rows
+from dj_cqrs.outbox.models import OutboxEvent
+from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
+
+logger = logging.getLogger("django-cqrs")
+
+_PURGE_EVERY = 600.0
+_FIRST_BACKOFF = 0.5
+
+
+class Relay:
+    """Sends pending outbox rows of one database until stopped."""
+
+    def __init__(
+        self,
+        using: str = "default",
+        *,
+        settings: OutboxSettings | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.using = using
+        self.settings = settings or outbox_settings()
+        self.token = uuid.uuid4().hex
+        self.on_batch = on_batch
+        self.sent = 0
+        """Rows sent since start."""
+        self.failures = 0
+        """Consecutive failed batches (the backoff grows with it)."""
+        self._stop = threading.Event()
+        self._listener: notify.Listener | None = None
+        if self.settings.notify and notify.supported(using):
+            self._listener = notify.Listener(using)
+        self._next_purge = 0.0
+
+    # -- loop --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, until_empty: bool = False) -> int:
+        """Send batches until `stop()` (or, with `until_empty`, until nothing is left to send).
+
+        Returns:
+            How many rows were sent.
+        """
+        try:
+            while not self.stopping:
+                try:
+                    count = self.run_once()
+                except Exception as exc:  # broker or database down: back off, never die
+                    self._failed(exc)
+                    continue
+                self.failures = 0
+                if self.on_batch is not None and count:
+                    self.on_batch(count)
+                self._maybe_purge()
+                if count:
+                    continue
+                if until_empty and not self._eligible(timezone.now()).exists():
+                    break
+                self._wait(self.settings.poll_interval)
+        finally:
+            if self._listener is not None:
+                self._listener.close()
+        return self.sent
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        delay = min(self.settings.max_backoff, _FIRST_BACKOFF * 2 ** (self.failures - 1))
+        delay *= random.uniform(0.8, 1.2)  # relays that failed together do not retry together
+        if self.failures == 1 or self.failures % 10 == 0:
+            logger.warning(
+                "CQRS relay: sending failed %d time(s) in a row (%s: %s); retrying in %.1fs",
+                self.failures,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+        try:
+            conf.discard_transport()
+        except Exception:
+            logger.debug("Closing the failed CQRS transport raised", exc_info=True)
+        connections[self.using].close_if_unusable_or_obsolete()
+        self._stop.wait(delay)
+
+    def _wait(self, timeout: float) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.wait(timeout)
+                return
+            except Exception:
+                logger.info("CQRS relay: LISTEN failed; polling instead", exc_info=True)
+                self._listener.close()
+                self._listener = None
+        self._stop.wait(timeout)
+
+    def _maybe_purge(self) -> None:
+        if self.settings.keep_days <= 0 or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + _PURGE_EVERY
+        deleted = retention.purge(self.using, self.settings.keep_days)
+        if deleted:
+            logger.info("CQRS relay: deleted %d sent outbox row(s)", deleted)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Send one batch of eligible rows; return how many were sent.
+
+        Raises:
+            Exception: the broker or the database failed; nothing of the batch is marked sent.
+        """
+        if connections[self.using].features.has_select_for_update_skip_locked:
+            return self._locked_batch()
+        return self._claimed_batch()
+
+    def _eligible(self, now: datetime.datetime) -> QuerySet[OutboxEvent]:
+        """Unsent rows old enough that their own process no longer sends them (or left them)."""
+        young = now - datetime.timedelta(seconds=self.settings.grace)
+        return OutboxEvent.objects.using(self.using).filter(
+            Q(created_at__lte=young) | Q(attempts__gt=0), sent_at__isnull=True
+        )
+
+    def _locked_batch(self) -> int:
+        with transaction.atomic(using=self.using):
+            batch = list(
+                self._eligible(timezone.now())
+                .select_for_update(skip_locked=True)
+                .order_by("id")[: self.settings.batch_size]
+            )
+            if not batch:
+                return 0
+            return self._send(batch)
+
+    def _claimed_batch(self) -> int:
+        now = timezone.now()
+        manager = OutboxEvent.objects.using(self.using)
+        free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+        ids = list(
+            self._eligible(now)
+            .filter(free)
+            .order_by("id")
+            .values_list("id", flat=True)[: self.settings.batch_size]
+        )
+        if not ids:
+            return 0
+        until = now + datetime.timedelta(seconds=self.settings.lease)
+        manager.filter(free, id__in=ids, sent_at__isnull=True).update(
+            claimed_by=self.token, claimed_until=until
+        )
+        batch = list(manager.filter(id__in=ids, claimed_by=self.token).order_by("id"))
+        try:
+            return self._send(batch)
+        finally:
+            manager.filter(id__in=ids, claimed_by=self.token, sent_at__isnull=True).update(
+                claimed_by="", claimed_until=None
+            )
+
+    def _send(self, batch: Sequence[OutboxEvent]) -> int:
+        sendable = self.in_order(batch)
+        if not sendable:
+            return 0
+        payloads = rows.payloads_of(sendable)
+        try:
+            conf.get_transport().produce_many(payloads)
+        except Exception as exc:
+            self._note_error([r.id for r in sendable], exc)
+            raise
+        rows.mark_sent(self.using, [r.id for r in sendable], self.settings.keep_days)
+        self.sent += len(sendable)
+        return len(sendable)
+
+    def in_order(self, batch: Sequence[OutboxEvent]) -> list[OutboxEvent]:
+        """The rows of `batch` that no unsent earlier row of the same (cqrs_id, pk) precedes."""
+        keys = {(r.cqrs_id, r.instance_pk) for r in batch}
+        ids = [r.id for r in batch]
+        first = rows.earlier_pending(self.using, keys, before=max(ids), exclude=ids)
+        return [r for r in batch if r.id < first.get((r.cqrs_id, r.instance_pk), r.id + 1)]
+
+    def _note_error(self, ids: list[int], exc: Exception) -> None:
+        if self.failures:  # only the first failure of a streak is written: no write storm
+            return
+        try:
+            rows.mark_left(self.using, ids, f"relay: {type(exc).__name__}: {exc}")
+        except Exception:
+            logger.debug("CQRS relay could not note the error on the rows", exc_info=True)

@@ -1,0 +1,113 @@
+"""Events ↔ outbox rows: what is stored is exactly what will be sent (but `expires`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+
+from cqrs_core import codec
+from cqrs_core.payload import TransportPayload, expires_in
+from django.db.models import F
+from django.utils import timezone
+
+from dj_cqrs import conf
+from dj_cqrs.outbox.models import OutboxEvent
+
+
+def row_for(payload: TransportPayload, now: datetime.datetime) -> OutboxEvent:
+    """An unsaved row holding `payload` serialized to its wire JSON."""
+    if payload.expires is not None:
+        payload = dataclasses.replace(payload, expires=None)  # set again when sent
+    return OutboxEvent(
+        cqrs_id=payload.cqrs_id,
+        instance_pk=str(payload.instance_pk),
+        signal_type=payload.signal_type.value,
+        queue=payload.queue,
+        body=codec.dumps(payload.to_dict()),
+        created_at=now,
+    )
+
+
+def payload_of(row: OutboxEvent, *, expires: datetime.datetime | None) -> TransportPayload:
+    """The event stored in `row`, expiring at `expires`."""
+    payload = codec.decode(row.body, queue=row.queue or None, default_ttl=None)
+    return dataclasses.replace(payload, expires=expires)
+
+
+def payloads_of(rows: Sequence[OutboxEvent]) -> list[TransportPayload]:
+    """The events of `rows`, with `expires` counted from now (the message TTL)."""
+    expires = expires_in(conf.message_ttl())
+    return [payload_of(row, expires=expires) for row in rows]
+
+
+def write(using: str, payloads: Sequence[TransportPayload]) -> list[int]:
+    """INSERT one row per payload in the current transaction (one statement); their ids."""
+    if not payloads:
+        return []
+    now = timezone.now()
+    rows = [row_for(payload, now) for payload in payloads]
+    OutboxEvent.objects.using(using).bulk_create(rows)
+    return [row.id for row in rows]
+
+
+def mark_sent(using: str, ids: Sequence[int], keep_days: float) -> int:
+    """Sent rows are deleted (keep_days 0) or stamped with `sent_at`; returns the row count."""
+    if not ids:
+        return 0
+    rows = OutboxEvent.objects.using(using).filter(id__in=ids)
+    if keep_days <= 0:
+        return rows._raw_delete(using)  # no cascades, no signals: one DELETE
+    return rows.update(sent_at=timezone.now(), claimed_by="", claimed_until=None)
+
+
+def mark_left(using: str, ids: Sequence[int], reason: str) -> None:
+    """Note why rows were left to the relay (which takes such rows without waiting `grace`)."""
+    OutboxEvent.objects.using(using).filter(id__in=ids, sent_at__isnull=True).update(
+        attempts=F("attempts") + 1, last_error=reason[:2000]
+    )
+
+
+_MAX_KEYS = 500
+
+
+def earlier_pending(
+    using: str, keys: set[tuple[str, str]], *, before: int, exclude: Sequence[int] = ()
+) -> dict[tuple[str, str], int]:
+    """For each (cqrs_id, instance_pk) in `keys`, the first unsent row with an id below
+    `before` that is not in `exclude` (key → id): an event must not overtake such a row.
+
+    With many keys only the cqrs_ids are filtered in SQL (a shorter query, same answer).
+    """
+    if not keys:
+        return {}
+    found = OutboxEvent.objects.using(using).filter(
+        sent_at__isnull=True, id__lt=before, cqrs_id__in={k[0] for k in keys}
+    )
+    if len(keys) <= _MAX_KEYS:
+        found = found.filter(instance_pk__in={k[1] for k in keys})
+    if exclude:
+        found = found.exclude(id__in=list(exclude))
+    first: dict[tuple[str, str], int] = {}
+    for cqrs_id, instance_pk, row_id in found.order_by("id").values_list(
+        "cqrs_id", "instance_pk", "id"
+    ):
+        key = (cqrs_id, instance_pk)
+        if key in keys and key not in first:
+            first[key] = row_id
+    return first
+
+
+def any_earlier_pending(using: str, keys: set[tuple[str, str]], *, before: int) -> bool:
+    """True if an unsent row of one of `keys` has an id below `before` (one indexed query)."""
+    if not keys:
+        return False
+    found = OutboxEvent.objects.using(using).filter(
+        sent_at__isnull=True, id__lt=before, cqrs_id__in={k[0] for k in keys}
+    )
+    if len(keys) == 1:
+        ((cqrs_id, instance_pk),) = keys
+        found = found.filter(cqrs_id=cqrs_id, instance_pk=instance_pk)
+    elif len(keys) <= _MAX_KEYS:
+        found = found.filter(instance_pk__in={k[1] for k in keys})
+    return found.exists()

@@ -1,0 +1,59 @@
+"""Write queued events to the outbox in the transaction that produced them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
+
+from cqrs_core.payload import TransportPayload
+from django.db import transaction
+
+from dj_cqrs.outbox import rows
+from dj_cqrs.outbox.fast_path import publish_fresh
+from dj_cqrs.outbox.models import OutboxEvent
+
+if TYPE_CHECKING:
+    from dj_cqrs.master.pending import Entry, Group
+
+logger = logging.getLogger("django-cqrs")
+
+
+def stage(using: str, group: Group, events: Sequence[tuple[Hashable, Entry]]) -> None:
+    """Add `events` to `group` and INSERT their rows (one statement for all of them).
+
+    An event that replaces one already written at this savepoint level (the instance was saved
+    again) deletes the older row, so a transaction leaves one row per instance, like one message.
+    """
+    written: dict[Hashable, Entry] = {}
+    stale: list[int] = []
+    for key, entry in events:
+        old = group.add(key, entry)
+        if old is not None and old.outbox_id is not None:
+            stale.append(old.outbox_id)
+        written[key] = group.entries[key]  # the same key twice in one call: keep the last
+    if stale:
+        OutboxEvent.objects.using(using).filter(id__in=stale)._raw_delete(using)
+    todo = list(written.values())
+    ids = rows.write(using, [e.payload for e in todo])
+    for entry, row_id in zip(todo, ids, strict=True):
+        entry.outbox_id = row_id
+
+
+def write_and_publish(using: str, payloads: Sequence[TransportPayload]) -> bool:
+    """Store `payloads` in the outbox on `using`, then send them once that has committed.
+
+    Returns:
+        True once they are stored (the relay sends them if the fast path cannot), False if
+        the database refused them (logged).
+    """
+    try:
+        ids = rows.write(using, payloads)
+    except Exception:
+        logger.exception(
+            "CQRS could not write %d event(s) to the outbox on database %r", len(payloads), using
+        )
+        return False
+    fresh = list(zip(ids, payloads, strict=True))
+    transaction.on_commit(lambda: publish_fresh(using, fresh), using=using)
+    return True

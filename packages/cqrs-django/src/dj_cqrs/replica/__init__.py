@@ -1,0 +1,1 @@
+"""The replica side: models that apply events received from masters."""
