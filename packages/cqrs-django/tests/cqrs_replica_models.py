@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from cqrs_testproject.replica_app.models import (
+    ApplyLog,
     AuthorRef,
     DirectSyncOnly,
     Flaky,
     Item,
     ProductRef,
     RawEvents,
+    TallyRef,
     VoucherRef,
 )
 
-__all__ = ["AuthorRef", "DirectSyncOnly", "Flaky", "Item", "ProductRef", "RawEvents", "VoucherRef"]
+__all__ = [
+    "ApplyLog",
+    "AuthorRef",
+    "DirectSyncOnly",
+    "Flaky",
+    "Item",
+    "ProductRef",
+    "RawEvents",
+    "TallyRef",
+    "VoucherRef",
+]

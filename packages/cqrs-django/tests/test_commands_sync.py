@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections import Counter
 from typing import Any
 
@@ -45,6 +46,22 @@ def test_without_filter_syncs_every_row_once_in_batches(outbox):
     assert {key for key, _ in sent} == {"author"}  # broadcast
     assert {payload.signal_type.value for _, payload in sent} == {"SYNC"}
     assert "author: 20000 SYNC(s) sent to every replica." in out
+
+
+def test_sync_through_the_outbox(settings, outbox):
+    """With the default publishing mode the SYNCs go through the outbox to the broker."""
+    from dj_cqrs import conf
+
+    settings.CQRS = {**settings.CQRS, "master": {"CQRS_MESSAGE_TTL": 86400}}
+    conf.reset_transport()
+    pks = make_authors(60)
+    out, _ = run("cqrs_sync", "--cqrs-id", "author", "-b", "25")
+    assert "author: 60 SYNC(s) sent to every replica." in out
+    deadline = time.monotonic() + 30  # the relay's job if the fast path was too slow
+    while len(published(outbox)) < 60 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        call_command("cqrs_relay", "--once", "--grace", "0", stdout=io.StringIO())
+    assert sorted(p.instance_pk for _, p in published(outbox)) == pks
 
 
 def test_filter_selects_rows(outbox):
@@ -102,10 +119,15 @@ def test_a_failing_row_is_reported_and_the_run_goes_on(outbox, monkeypatch):
 
 
 def test_a_batch_the_broker_refuses_is_reported(settings, outbox, tmp_path):
+    """Publishing directly (`'publish': 'on_commit'`, no outbox), a refused batch is a failure."""
     from dj_cqrs import conf
 
     make_authors(12)
-    settings.CQRS = {**settings.CQRS, "url": f"file://{tmp_path}/missing/dir/out.jsonl"}
+    settings.CQRS = {
+        **settings.CQRS,
+        "url": f"file://{tmp_path}/missing/dir/out.jsonl",
+        "master": {**settings.CQRS.get("master", {}), "publish": "on_commit"},
+    }
     conf.reset_transport()
     err = io.StringIO()
     with pytest.raises(CommandError, match="12 row\\(s\\) of 'author' could not be synced"):

@@ -4,10 +4,15 @@ Environment knobs (also read by subprocesses such as `manage.py cqrs_consume` in
 - CQRS_TEST_DB: `sqlite` (default) or `postgres` (127.0.0.1:5432, user postgres).
 - CQRS_TEST_DB_NAME: database name (PostgreSQL) or file (SQLite); unique per run by default.
 - CQRS_TEST_TRANSPORT / CQRS_TEST_URL / CQRS_TEST_QUEUE: the transport settings.
+- CQRS_TEST_SETTINGS: a JSON object merged into `CQRS` (its `master` and `replica` dicts are
+  merged key by key), e.g. '{"exchange": "x1", "transport_options": {...}}'; used by the root
+  end-to-end tests to point `cqrs_consume` subprocesses at unique broker names.
+- CQRS_TEST_ATTEMPTS_DIR: folder where `replica_app.TallyRef` counts its apply attempts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
@@ -82,6 +87,13 @@ CQRS = {
     "master": {"CQRS_AUTO_UPDATE_FIELDS": False, "CQRS_MESSAGE_TTL": 86400},
     "replica": {"CQRS_MAX_RETRIES": 30, "CQRS_RETRY_DELAY": 2},
 }
+
+_extra = json.loads(os.environ.get("CQRS_TEST_SETTINGS") or "{}")
+for _key, _value in _extra.items():
+    if _key in ("master", "replica") and isinstance(_value, dict):
+        CQRS[_key] = {**CQRS[_key], **_value}
+    else:
+        CQRS[_key] = _value
 
 LOGGING = {
     "version": 1,

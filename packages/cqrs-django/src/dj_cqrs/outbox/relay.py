@@ -66,11 +66,21 @@ class Relay:
         return self._stop.is_set()
 
     def run(self, *, until_empty: bool = False) -> int:
-        """Send batches until `stop()` (or, with `until_empty`, until nothing is left to send).
+        """Send batches until `stop()`, or with `until_empty` until every row that was pending
+        when it started has been sent (rows younger than `grace` included, after their grace).
 
         Returns:
             How many rows were sent.
         """
+        horizon = None
+        if until_empty:
+            horizon = (
+                OutboxEvent.objects.using(self.using)
+                .filter(sent_at__isnull=True)
+                .order_by("-id")
+                .values_list("id", flat=True)
+                .first()
+            )
         try:
             while not self.stopping:
                 try:
@@ -84,8 +94,12 @@ class Relay:
                 self._maybe_purge()
                 if count:
                     continue
-                if until_empty and not self._eligible(timezone.now()).exists():
-                    break
+                if until_empty:
+                    left = OutboxEvent.objects.using(self.using).filter(sent_at__isnull=True)
+                    if horizon is None or not left.filter(id__lte=horizon).exists():
+                        break
+                    self._stop.wait(min(self.settings.poll_interval, 0.2))
+                    continue
                 self._wait(self.settings.poll_interval)
         finally:
             if self._listener is not None:

@@ -126,3 +126,17 @@ class SilentItem(MasterMixin):
     CQRS_PRODUCE = False
 
     title = models.CharField(max_length=100)
+
+
+class Tally(MasterMixin):
+    """Rows of the root end-to-end tests (replica `replica_app.TallyRef` logs every apply).
+
+    `fail_times` > 0 makes the replica fail that many apply attempts of each revision first.
+    """
+
+    CQRS_ID = "tally"
+    CQRS_TRACKED_FIELDS = ("value",)
+
+    name = models.CharField(max_length=100)
+    value = models.IntegerField(default=0)
+    fail_times = models.IntegerField(default=0)

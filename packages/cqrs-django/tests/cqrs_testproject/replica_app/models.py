@@ -3,6 +3,7 @@ models that exercise one replica option each)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -162,3 +163,81 @@ class RawEvents(RawReplicaMixin):
     def cqrs_delete(cls, master_data, meta=None):  # type: ignore[no-untyped-def]
         cls.calls.append(("delete", dict(master_data), meta))
         return True
+
+
+class ApplyLog(models.Model):
+    """One row per committed application of an event to `TallyRef` (counts duplicates)."""
+
+    cqrs_id = models.CharField(max_length=50)
+    instance_pk = models.IntegerField()
+    cqrs_revision = models.IntegerField()
+    kind = models.CharField(max_length=10)
+
+
+class TallyRef(ReplicaMixin):
+    """Mirror of `tally` for the root end-to-end tests.
+
+    Logs every application in `ApplyLog` (inside the apply transaction, so only committed ones
+    count), keeps the tracked field's previous value, and fails the first `fail_times` attempts
+    of each revision (attempts are counted in files under $CQRS_TEST_ATTEMPTS_DIR, which a
+    rollback does not undo).
+    """
+
+    CQRS_ID = "tally"
+
+    id = models.IntegerField(primary_key=True)
+    name = models.CharField(max_length=100)
+    value = models.IntegerField(default=0)
+    fail_times = models.IntegerField(default=0)
+    previous_value = models.IntegerField(null=True, blank=True)
+
+    @staticmethod
+    def _attempt(data: Mapping[str, Any]) -> None:
+        folder = os.environ.get("CQRS_TEST_ATTEMPTS_DIR")
+        fail_times = int(data.get("fail_times") or 0)
+        if not folder or fail_times <= 0:
+            return
+        path = os.path.join(folder, f"{data['id']}-{data['cqrs_revision']}")
+        with open(path, "a") as file:
+            file.write(".")
+        with open(path) as file:
+            attempts = len(file.read())
+        if attempts <= fail_times:
+            raise RuntimeError(f"tally {data['id']}: failing attempt {attempts} on purpose")
+
+    @staticmethod
+    def _log(data: Mapping[str, Any], kind: str) -> None:
+        ApplyLog.objects.create(
+            cqrs_id="tally",
+            instance_pk=int(data["id"]),
+            cqrs_revision=int(data.get("cqrs_revision") or 0),
+            kind=kind,
+        )
+
+    @classmethod
+    def cqrs_create(cls, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
+        cls._attempt(mapped_data)
+        instance = super().cqrs_create(sync, mapped_data, previous_data, meta)
+        cls._log(mapped_data, "sync" if sync else "create")
+        return instance
+
+    def cqrs_update(self, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
+        self._attempt(mapped_data)
+        self.previous_value = (previous_data or {}).get("value")
+        result = super().cqrs_update(sync, mapped_data, previous_data, meta)
+        self._log(mapped_data, "sync" if sync else "update")
+        return result
+
+    @classmethod
+    def cqrs_delete(cls, master_data, meta=None):  # type: ignore[no-untyped-def]
+        result = super().cqrs_delete(master_data, meta)
+        cls._log(master_data, "delete")
+        return result
+
+    @staticmethod
+    def should_retry_cqrs(current_retry: int, exception: BaseException | None = None) -> bool:
+        return current_retry < 10
+
+    @staticmethod
+    def get_cqrs_retry_delay(current_retry: int = 0) -> float:
+        return 0.2

@@ -1,0 +1,337 @@
+"""Apply many events of one plain replica model with a few bulk statements.
+
+The single-message path (`ReplicaManager.save_instance` / `delete_instance`) costs three to
+five queries per event. Here one batch of one model costs: one key-lock statement
+(PostgreSQL), one `SELECT ... FOR UPDATE` of the rows, one of their tombstones, then one
+DELETE, one upsert of the rows and one upsert of the tombstones. Between the reads and the
+writes the events are replayed in memory, per row in arrival order, with the very rules of
+the single path (`dj_cqrs.replica.rules`), so the final state is the one the single path
+would leave.
+
+Only models whose apply is the stock one can take this path (see `supports_bulk`); the others,
+and every batch whose bulk statements fail, are applied message by message by the consumer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connections, models, router
+from django.db.models import signals
+from django.utils import timezone
+
+from cqrs_core.constants import SignalType
+from cqrs_core.payload import TransportPayload
+from dj_cqrs.replica import rules
+from dj_cqrs.replica.manager import ReplicaManager
+from dj_cqrs.replica.mapping import (
+    map_save_data,
+    parse_revision,
+    parse_updated,
+    pk_from_delete,
+    to_pk,
+)
+from dj_cqrs.replica.rules import Mark, Verdict
+from dj_cqrs.replica.tombstone import Tombstone
+
+logger = logging.getLogger("django-cqrs")
+
+_SIGNALS = (signals.pre_save, signals.post_save, signals.pre_delete, signals.post_delete)
+
+
+@functools.cache
+def _stock_methods() -> dict[str, Any]:
+    from dj_cqrs.replica.mixins import ReplicaMixin
+
+    return {
+        "cqrs_save": ReplicaMixin.cqrs_save.__func__,  # type: ignore[attr-defined]
+        "cqrs_delete": ReplicaMixin.cqrs_delete.__func__,  # type: ignore[attr-defined]
+        "cqrs_create": ReplicaMixin.cqrs_create.__func__,  # type: ignore[attr-defined]
+        "cqrs_update": ReplicaMixin.cqrs_update,
+        "save": models.Model.save,
+        "delete": models.Model.delete,
+    }
+
+
+def supports_bulk(model: Any) -> bool:
+    """True if applying `model`'s events in bulk gives what the stock per-message apply gives.
+
+    Not for: non-model replicas, CQRS_NO_DB_OPERATIONS, CQRS_CUSTOM_SERIALIZATION, overridden
+    apply methods (`cqrs_save/create/update/delete`, `save`, `delete`, manager methods),
+    multi-table inheritance, `auto_now(_add)` fields, and models with save/delete signal
+    receivers (bulk statements send no signals).
+    """
+    meta = getattr(model, "_meta", None)
+    if meta is None or getattr(model, "CQRS_NO_DB_OPERATIONS", True):
+        return False
+    if getattr(model, "CQRS_CUSTOM_SERIALIZATION", False) or meta.parents or meta.pk.is_relation:
+        return False
+    stock = _stock_methods()
+    for name, func in stock.items():
+        attr = getattr(model, name, None)
+        if getattr(attr, "__func__", attr) is not func:
+            return False
+    manager = getattr(model, "cqrs", None)
+    if not isinstance(manager, ReplicaManager):
+        return False
+    for name in ("save_instance", "create_instance", "update_instance", "delete_instance"):
+        if getattr(type(manager), name) is not getattr(ReplicaManager, name):
+            return False
+    for field in meta.concrete_fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            return False
+    return not any(signal.has_listeners(model) for signal in _SIGNALS)
+
+
+@dataclasses.dataclass
+class _Row:
+    """What the replay knows about one key: its row (None: absent) and its tombstone."""
+
+    instance: Any
+    existed: bool
+    tombstone: Tombstone | None
+    row_changed: bool = False
+    tombstone_changed: bool = False
+
+
+def apply_model_batch(model: Any, payloads: Sequence[TransportPayload]) -> list[Exception | None]:
+    """Apply `payloads` (all of `model`, in arrival order) inside the caller's transaction.
+
+    Returns one entry per payload: None when it was handled (applied, or skipped by the rules
+    as the single path would), or the error that makes this message fail (bad data). Raises
+    `DatabaseError` if a bulk statement fails; the caller rolls back and goes per message.
+    """
+    using = router.db_for_write(model)
+    errors: list[Exception | None] = [None] * len(payloads)
+    events: list[tuple[int, Any, dict[str, Any] | Mark, SignalType]] = []
+    for index, payload in enumerate(payloads):
+        try:
+            events.append((index, *_parse(model, payload), payload.signal_type))
+        except Exception as exc:  # noqa: BLE001  (BadData and conversion errors fail one message)
+            errors[index] = exc
+    if not events:
+        return errors
+    keys = sorted({pk for _, pk, _, _ in events}, key=str)
+    _lock_keys(using, model.CQRS_ID, keys)
+    rows = _read(model, using, keys)
+    for _, pk, event, signal in events:
+        row = rows[pk]
+        if signal is SignalType.DELETE:
+            assert isinstance(event, Mark)
+            _replay_delete(model, pk, row, event)
+        else:
+            assert isinstance(event, dict)
+            _replay_save(model, row, event, sync=signal is SignalType.SYNC)
+    _write(model, using, rows)
+    return errors
+
+
+# -- parsing and reading ----------------------------------------------------------------------
+
+
+def _parse(model: Any, payload: TransportPayload) -> tuple[Any, dict[str, Any] | Mark]:
+    data = payload.instance_data
+    if payload.signal_type is SignalType.DELETE:
+        pk = pk_from_delete(model, data)
+        mark = Mark(
+            parse_revision(data.get("cqrs_revision")),
+            parse_updated(data.get("cqrs_updated")) or timezone.now(),
+        )
+        return pk, mark
+    mapped = map_save_data(model, data)
+    pk_name = model._meta.pk.name
+    pk = to_pk(model, mapped[pk_name])
+    mapped[pk_name] = pk
+    return pk, mapped
+
+
+def _lock_keys(using: str, cqrs_id: str, keys: list[Any]) -> None:
+    """The advisory key locks of the single path, all at once and in its order (PostgreSQL)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(hashtext(%s), hashtext(k))) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, n)",
+            [cqrs_id, [str(key) for key in keys]],
+        )
+
+
+def _read(model: Any, using: str, keys: list[Any]) -> dict[Any, _Row]:
+    manager = model._default_manager.db_manager(using)
+    found = {obj.pk: obj for obj in manager.select_for_update().filter(pk__in=keys)}
+    tombstones = {
+        tomb.instance_pk: tomb
+        for tomb in Tombstone.objects.using(using)
+        .select_for_update()
+        .filter(cqrs_id=model.CQRS_ID, instance_pk__in=[str(key) for key in keys])
+    }
+    return {
+        key: _Row(found.get(key), key in found, tombstones.get(str(key))) for key in keys
+    }
+
+
+# -- replay (the rules of ReplicaManager, in memory) -------------------------------------------
+
+
+def _mark(tombstone: Tombstone | None) -> Mark | None:
+    return None if tombstone is None else Mark(tombstone.cqrs_revision, tombstone.cqrs_updated)
+
+
+def _replay_save(model: Any, row: _Row, mapped: dict[str, Any], *, sync: bool) -> None:
+    incoming = Mark(mapped["cqrs_revision"], mapped["cqrs_updated"])
+    tomb = _mark(row.tombstone)
+    instance = row.instance
+    kind = "SYNC" if sync else "SAVE"
+    if instance is None:
+        if tomb is not None and rules.older_than_tombstone(incoming, tomb):
+            logger.info(
+                "CQRS %s for deleted row skipped: pk = %s, cqrs_revision = %s, deleted at "
+                "revision %s (%s).",
+                kind,
+                mapped[model._meta.pk.name],
+                incoming.revision,
+                tomb.revision,
+                model.CQRS_ID,
+            )
+            return
+        row.instance = model(**mapped)
+        row.row_changed = True
+        return
+    stored_updated = instance.cqrs_updated
+    if (
+        not sync
+        and tomb is not None
+        and incoming.updated is not None
+        and stored_updated is not None
+        and incoming.updated < stored_updated
+        and (incoming.revision or 0) > instance.cqrs_revision
+        and rules.older_than_tombstone(incoming, tomb)
+        and rules.row_is_newer_life(row_updated=stored_updated, tombstone=tomb)
+    ):
+        logger.info(
+            "CQRS event of a deleted, re-created row skipped: pk = %s, cqrs_revision = %s (%s).",
+            instance.pk,
+            incoming.revision,
+            model.CQRS_ID,
+        )
+        return
+    verdict = rules.save_verdict(stored=instance.cqrs_revision, incoming=incoming.revision, sync=sync)
+    _log_verdict(model, instance, verdict, incoming.revision)
+    if verdict.applies:
+        for key, value in mapped.items():
+            setattr(instance, key, value)
+        row.row_changed = True
+
+
+def _log_verdict(model: Any, instance: Any, verdict: Verdict, incoming: Any) -> None:
+    stored, cqrs_id = instance.cqrs_revision, model.CQRS_ID
+    if verdict is Verdict.DUPLICATE:
+        logger.info(
+            "Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).",
+            instance.pk,
+            incoming,
+            cqrs_id,
+        )
+    elif verdict is Verdict.OUT_OF_ORDER:
+        logger.warning(
+            "Wrong CQRS sync order, skipped: pk = %s, cqrs_revision = new %s / existing %s (%s).",
+            instance.pk,
+            incoming,
+            stored,
+            cqrs_id,
+        )
+    elif verdict is Verdict.APPLY_AFTER_GAP:
+        logger.warning(
+            "Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s).",
+            incoming - stored - 1,
+            instance.pk,
+            incoming,
+            cqrs_id,
+        )
+    elif verdict is Verdict.DOWNGRADE:
+        logger.warning(
+            "CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s (%s).",
+            instance.pk,
+            incoming,
+            stored,
+            cqrs_id,
+        )
+
+
+def _replay_delete(model: Any, pk: Any, row: _Row, delete: Mark) -> None:
+    if row.instance is not None:
+        if rules.delete_is_stale(row_updated=row.instance.cqrs_updated, delete=delete):
+            logger.info(
+                "CQRS DELETE older than the stored row (re-created), row kept: pk = %s (%s).",
+                pk,
+                model.CQRS_ID,
+            )
+        else:
+            row.instance = None
+            row.row_changed = True
+    tomb = row.tombstone
+    if tomb is None:
+        row.tombstone = Tombstone(
+            cqrs_id=model.CQRS_ID,
+            instance_pk=str(pk),
+            cqrs_revision=delete.revision,
+            cqrs_updated=delete.updated,
+        )
+        row.tombstone_changed = True
+    elif tomb.cqrs_updated is None or (
+        delete.updated is not None and delete.updated >= tomb.cqrs_updated
+    ):
+        tomb.cqrs_revision = delete.revision
+        tomb.cqrs_updated = delete.updated
+        row.tombstone_changed = True
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
+    gone = [key for key, row in rows.items() if row.existed and row.instance is None]
+    if gone:
+        model._base_manager.using(using).filter(pk__in=gone)._raw_delete(using)
+    changed = [row.instance for row in rows.values() if row.row_changed and row.instance]
+    if changed:
+        pk_name = model._meta.pk.name
+        fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
+        _upsert(model, using, changed, [pk_name], fields)
+    tombstones = [row.tombstone for row in rows.values() if row.tombstone_changed]
+    if tombstones:
+        now = timezone.now()
+        for tomb in tombstones:
+            tomb.deleted_at = now  # type: ignore[union-attr]
+        _upsert(
+            Tombstone,
+            using,
+            tombstones,
+            ["cqrs_id", "instance_pk"],
+            ["cqrs_revision", "cqrs_updated", "deleted_at"],
+        )
+
+
+def _upsert(
+    model: Any, using: str, objs: list[Any], unique: list[str], fields: list[str]
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE where the database has it; else create + update."""
+    features = connections[using].features
+    manager = model._base_manager.db_manager(using)
+    if features.supports_update_conflicts_with_target:
+        manager.bulk_create(objs, update_conflicts=True, unique_fields=unique, update_fields=fields)
+    elif features.supports_update_conflicts:  # MySQL/MariaDB: ON DUPLICATE KEY UPDATE
+        manager.bulk_create(objs, update_conflicts=True, update_fields=fields)
+    else:
+        new = [obj for obj in objs if obj._state.adding]
+        old = [obj for obj in objs if not obj._state.adding]
+        if new:
+            manager.bulk_create(new)
+        if old:
+            manager.bulk_update(old, fields)
