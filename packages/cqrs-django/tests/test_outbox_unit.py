@@ -41,7 +41,11 @@ def bodies(recorder: Any) -> list[dict[str, Any]]:
 
 
 def outbox_inserts(queries: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT INTO \"dj_cqrs_outboxevent\"")]
+    return [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('INSERT INTO "dj_cqrs_outboxevent"')
+    ]
 
 
 def test_outbox_is_the_default() -> None:
@@ -150,8 +154,17 @@ def test_fast_path_does_not_overtake_an_unsent_event_of_the_same_row(recorder: A
     # An earlier event of `author`, left unsent (e.g. its process was killed).
     with transaction.atomic():
         OutboxEvent.objects.create(
-            cqrs_id="author", instance_pk=str(author.pk), signal_type="SAVE",
-            body=json.dumps({"signal_type": "SAVE", "cqrs_id": "author", "instance_data": {"id": author.pk, "cqrs_revision": 0, "name": "v1"}, "instance_pk": author.pk}),
+            cqrs_id="author",
+            instance_pk=str(author.pk),
+            signal_type="SAVE",
+            body=json.dumps(
+                {
+                    "signal_type": "SAVE",
+                    "cqrs_id": "author",
+                    "instance_data": {"id": author.pk, "cqrs_revision": 0, "name": "v1"},
+                    "instance_pk": author.pk,
+                }
+            ),
             created_at=timezone.now(),
         )
     author.name = "v2"
@@ -177,11 +190,16 @@ def test_relay_never_sends_a_row_held_by_another_relay_nor_what_follows_it(
     relay = Relay(settings=outbox_settings())
     first = OutboxEvent.objects.get(id=ids[0])
     # Another relay holds a's first event: a's second must wait, b can go.
-    assert [r.id for r in relay.in_order(list(OutboxEvent.objects.filter(id__in=ids[1:]).order_by("id")))] == [ids[2]]
+    assert [
+        r.id
+        for r in relay.in_order(list(OutboxEvent.objects.filter(id__in=ids[1:]).order_by("id")))
+    ] == [ids[2]]
     assert first.instance_pk == str(a.pk)
     assert relay.run(until_empty=True) == 3
     assert [(x["instance_pk"], x["instance_data"]["name"]) for x in bodies(recorder)] == [
-        (a.pk, "a1"), (a.pk, "a2"), (b.pk, "b1")
+        (a.pk, "a1"),
+        (a.pk, "a2"),
+        (b.pk, "b1"),
     ]
 
 
@@ -197,7 +215,9 @@ def test_claims_stop_a_second_relay_from_taking_the_same_rows(recorder: Any, set
     )
     assert two.run_once() == 3
     assert len(bodies(recorder)) == 3
-    OutboxEvent.objects.filter(claimed_by=one.token).update(claimed_until=now - timezone.timedelta(seconds=1))
+    OutboxEvent.objects.filter(claimed_by=one.token).update(
+        claimed_until=now - timezone.timedelta(seconds=1)
+    )
     assert two.run_once() == 2  # an expired lease is taken over
 
 
@@ -221,7 +241,9 @@ def test_retention_keeps_sent_rows_and_purge_deletes_old_ones(recorder: Any, set
     assert OutboxEvent.objects.count() == 1
 
 
-def test_cqrs_outbox_shows_backlog_and_cqrs_relay_once_sends_it(recorder: Any, settings: Any) -> None:
+def test_cqrs_outbox_shows_backlog_and_cqrs_relay_once_sends_it(
+    recorder: Any, settings: Any
+) -> None:
     set_outbox(settings, fast_path=False)
     Author.objects.create(name="Ann")
     Product.objects.create(name="p")

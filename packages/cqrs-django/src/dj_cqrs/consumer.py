@@ -5,6 +5,10 @@ so one bad message rolls back alone and the others commit together. If the batch
 itself breaks (connection lost, commit failed), nothing of it was committed and the batch is
 applied again one transaction per message, which is safe because duplicates are skipped.
 
+Runs of messages of one plain replica model are applied with bulk reads and upserts
+(`dj_cqrs.replica.batch`, same rules and final state); set `CQRS['replica']['CQRS_BULK_APPLY']`
+to False to apply every message through the model's own methods.
+
 Messages are applied in (CQRS_ID, pk) order (stable, so each row keeps its arrival order):
 workers then take row locks in the same order and cannot deadlock each other.
 """
@@ -119,7 +123,7 @@ def _apply_work(work: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int
             for alias in aliases:
                 stack.enter_context(transaction.atomic(using=alias))
                 _set_query_timeout(alias)
-            results = [(index, apply_one(payload, model)) for index, payload, model in work]
+            results = _apply_grouped(work)
             broken = [alias for alias in aliases if transaction.get_rollback(using=alias)]
             if broken:
                 raise _BatchBroken(f"transaction on {', '.join(broken)} marked for rollback")
@@ -146,6 +150,61 @@ def _apply_work(work: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int
             outcome = _failure(model, payload, exc)
         results.append((index, outcome))
     return results
+
+
+def _apply_grouped(work: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int, Outcome]]:
+    """Runs of one model go through the bulk path when the model allows it (see module doc)."""
+    from dj_cqrs.replica.batch import supports_bulk
+
+    results: list[tuple[int, Outcome]] = []
+    bulk_on = _bulk_enabled()
+    start = 0
+    while start < len(work):
+        model = work[start][2]
+        end = start
+        while end < len(work) and work[end][2] is model:
+            end += 1
+        run = work[start:end]
+        if bulk_on and supports_bulk(model):
+            results.extend(_apply_bulk(model, run))
+        else:
+            results.extend((index, apply_one(payload, model)) for index, payload, _ in run)
+        start = end
+    return results
+
+
+def _apply_bulk(model: Any, run: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int, Outcome]]:
+    """One model's messages with bulk reads and writes, inside one savepoint.
+
+    If anything in it fails (a constraint, a lock timeout), the savepoint is rolled back and
+    the messages are applied one by one, each in its own savepoint, so that only the bad ones
+    fail.
+    """
+    from dj_cqrs.replica.batch import apply_model_batch
+
+    payloads = [payload for _, payload, _ in run]
+    try:
+        with transaction.atomic(using=_alias(model)):
+            errors = apply_model_batch(model, payloads)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning(
+            "CQRS bulk apply of %d %s message(s) failed (%s: %s); applying them one by one.",
+            len(run),
+            model.CQRS_ID,
+            type(exc).__name__,
+            exc,
+        )
+        return [(index, apply_one(payload, model)) for index, payload, _ in run]
+    return [
+        (index, Outcome.applied() if error is None else _failure(model, payload, error))
+        for (index, payload, _), error in zip(run, errors)
+    ]
+
+
+def _bulk_enabled() -> bool:
+    from dj_cqrs.conf import replica_settings
+
+    return bool(replica_settings().get("CQRS_BULK_APPLY", True))
 
 
 def apply_one(payload: TransportPayload, model: Any) -> Outcome:

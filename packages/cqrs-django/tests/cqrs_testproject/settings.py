@@ -7,6 +7,8 @@ Environment knobs (also read by subprocesses such as `manage.py cqrs_consume` in
 - CQRS_TEST_SETTINGS: a JSON object merged into `CQRS` (its `master` and `replica` dicts are
   merged key by key), e.g. '{"exchange": "x1", "transport_options": {...}}'; used by the root
   end-to-end tests to point `cqrs_consume` subprocesses at unique broker names.
+- CQRS_TEST_SQLITE_TRANSACTION_MODE: SQLite `transaction_mode` (e.g. IMMEDIATE, so that a
+  master and a consumer process writing one file wait for each other instead of failing).
 - CQRS_TEST_ATTEMPTS_DIR: folder where `replica_app.TallyRef` counts its apply attempts.
 """
 
@@ -79,6 +81,10 @@ else:
             "OPTIONS": {"timeout": 30},
         }
     }
+    if os.environ.get("CQRS_TEST_SQLITE_TRANSACTION_MODE"):
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = os.environ[
+            "CQRS_TEST_SQLITE_TRANSACTION_MODE"
+        ]
 
 CQRS = {
     "transport": os.environ.get("CQRS_TEST_TRANSPORT", "memory"),

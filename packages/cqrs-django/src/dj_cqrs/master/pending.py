@@ -74,7 +74,9 @@ class Group:
 
             fresh = [(e.outbox_id, dataclasses.replace(e.payload, expires=expires)) for e in stored]
             publish_fresh(self.using, fresh)  # type: ignore[arg-type]
-        plain = [dataclasses.replace(e.payload, expires=expires) for e in entries if e.outbox_id is None]
+        plain = [
+            dataclasses.replace(e.payload, expires=expires) for e in entries if e.outbox_id is None
+        ]
         if plain:
             publish(plain, self.using)
 

@@ -31,7 +31,16 @@ class PendingFilter(admin.SimpleListFilter):
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("id", "signal_type", "cqrs_id", "instance_pk", "queue", "created_at", "sent_at", "attempts")
+    list_display = (
+        "id",
+        "signal_type",
+        "cqrs_id",
+        "instance_pk",
+        "queue",
+        "created_at",
+        "sent_at",
+        "attempts",
+    )
     list_filter = (PendingFilter, "signal_type", "cqrs_id")
     search_fields = ("=instance_pk", "cqrs_id")
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
@@ -55,7 +64,7 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         using = queryset.db
         try:
             conf.get_transport().produce_many(rows.payloads_of(selected))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (reported to the admin user)
             self.message_user(
                 request, f"The broker did not accept the events: {exc}", level=messages.ERROR
             )

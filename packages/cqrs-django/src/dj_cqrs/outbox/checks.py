@@ -15,7 +15,7 @@ def check_outbox_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
     """Invalid `publish` mode or `outbox` options; a grace shorter than the publish timeout."""
     try:
         master = conf.master_settings()
-    except Exception:  # reported by the main CQRS checks
+    except Exception:  # reported by the main CQRS checks  # noqa: BLE001  (reported by the main checks)
         return []
     found: list[CheckMessage] = [
         Error(message, hint=hint or None, id="cqrs.E101") for message, hint in problems(master)

@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 
 from cqrs_core.payload import TransportPayload
-
 from dj_cqrs import conf
 from dj_cqrs.outbox import notify, rows
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
@@ -102,7 +101,7 @@ def send(payloads: Sequence[TransportPayload], settings: OutboxSettings) -> str 
         future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
         return f"the broker did not confirm within publish_timeout={timeout:g}s"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (never raise into user code)
         return f"{type(exc).__name__}: {exc}"
     return None
 

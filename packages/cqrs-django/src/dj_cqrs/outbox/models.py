@@ -17,7 +17,7 @@ class OutboxEvent(models.Model):
     cqrs_id = models.CharField(max_length=255)
     instance_pk = models.CharField(max_length=255, help_text="Primary key, as a string.")
     signal_type = models.CharField(max_length=10)
-    queue = models.CharField(
+    queue = models.CharField(  # noqa: DJ001  (None: every replica)
         max_length=255, null=True, blank=True, help_text="Replica queue of a directed SYNC."
     )
     body = models.TextField(help_text="The wire JSON of the event (sent with a fresh `expires`).")

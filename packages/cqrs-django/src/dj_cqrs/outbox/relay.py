@@ -85,7 +85,7 @@ class Relay:
             while not self.stopping:
                 try:
                     count = self.run_once()
-                except Exception as exc:  # broker or database down: back off, never die
+                except Exception as exc:  # broker or database down: back off, never die  # noqa: BLE001  (fall back to polling)
                     self._failed(exc)
                     continue
                 self.failures = 0

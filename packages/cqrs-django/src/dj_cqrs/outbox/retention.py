@@ -49,7 +49,10 @@ def backlog(using: str) -> Backlog:
     pending = manager.filter(sent_at__isnull=True)
     stats = pending.aggregate(count=Count("id"), oldest=Min("created_at"))
     by_id = dict(
-        pending.order_by().values_list("cqrs_id").annotate(n=Count("id")).values_list("cqrs_id", "n")
+        pending.order_by()
+        .values_list("cqrs_id")
+        .annotate(n=Count("id"))
+        .values_list("cqrs_id", "n")
     )
     return Backlog(
         pending=stats["count"] or 0,

@@ -6,11 +6,11 @@ import dataclasses
 import datetime
 from collections.abc import Sequence
 
-from cqrs_core import codec
-from cqrs_core.payload import TransportPayload, expires_in
 from django.db.models import F
 from django.utils import timezone
 
+from cqrs_core import codec
+from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.outbox.models import OutboxEvent
 

@@ -101,7 +101,9 @@ def problems(master: Mapping[str, Any]) -> list[tuple[str, str]]:
     for key in INTEGERS:
         value = section.get(key, INTEGERS[key])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            found.append((f"CQRS['master']['outbox'][{key!r}] = {value!r}.", "Give an integer >= 1."))
+            found.append(
+                (f"CQRS['master']['outbox'][{key!r}] = {value!r}.", "Give an integer >= 1.")
+            )
     for key in FLAGS:
         if not isinstance(section.get(key, FLAGS[key]), bool):
             found.append((f"CQRS['master']['outbox'][{key!r}] must be True or False.", ""))

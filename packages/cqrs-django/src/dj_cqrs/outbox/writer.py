@@ -6,9 +6,9 @@ import logging
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from cqrs_core.payload import TransportPayload
 from django.db import transaction
 
+from cqrs_core.payload import TransportPayload
 from dj_cqrs.outbox import rows
 from dj_cqrs.outbox.fast_path import publish_fresh
 from dj_cqrs.outbox.models import OutboxEvent

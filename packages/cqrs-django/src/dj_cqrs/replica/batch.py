@@ -297,9 +297,13 @@ def _replay_delete(model: Any, pk: Any, row: _Row, delete: Mark) -> None:
 
 def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
     gone = [key for key, row in rows.items() if row.existed and row.instance is None]
-    if gone:
-        model._base_manager.using(using).filter(pk__in=gone)._raw_delete(using)
-    changed = [row.instance for row in rows.values() if row.row_changed and row.instance]
+    if gone:  # a QuerySet delete, so that cascades to other replica models still happen
+        model._base_manager.using(using).filter(pk__in=gone).delete()
+    changed = []
+    for row in rows.values():
+        if row.row_changed and row.instance is not None:
+            row.instance._state.adding = not row.existed  # re-created rows are updates
+            changed.append(row.instance)
     if changed:
         pk_name = model._meta.pk.name
         fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
@@ -309,6 +313,22 @@ def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
         now = timezone.now()
         for tomb in tombstones:
             tomb.deleted_at = now  # type: ignore[union-attr]
+        if connections[using].features.supports_update_conflicts_with_target:
+            # Stored ones are inserted afresh (without their id) and meet ON CONFLICT.
+            tombstones = [
+                Tombstone(
+                    cqrs_id=t.cqrs_id,
+                    instance_pk=t.instance_pk,
+                    cqrs_revision=t.cqrs_revision,
+                    cqrs_updated=t.cqrs_updated,
+                    deleted_at=now,
+                )
+                for t in tombstones
+                if t is not None
+            ]
+        else:
+            for tomb in tombstones:
+                tomb._state.adding = tomb.pk is None  # type: ignore[union-attr]
         _upsert(
             Tombstone,
             using,

@@ -26,32 +26,34 @@ def retry_policy() -> RetryPolicy:
     return RetryPolicy(max_retries=common.max_retries, delay=common.retry_delay)
 
 
-class _RetryMixin:
-    @staticmethod
-    def should_retry_cqrs(current_retry: int, exception: BaseException | None = None) -> bool:
-        """Whether a message that failed after `current_retry` retries may try again.
+def _should_retry_cqrs(current_retry: int, exception: BaseException | None = None) -> bool:
+    """Whether a message that failed after `current_retry` retries may try again.
 
-        By default: up to `CQRS['replica']['CQRS_MAX_RETRIES']` (30; None = forever). Data that
-        cannot fit the model (`BadData`) is never retried: it goes to the dead letters, from
-        which `cqrs_dead_letters retry` can replay it once the replica is fixed.
-        """
-        if isinstance(exception, BadData):
-            return False
-        return retry_policy().should_retry(current_retry)
-
-    @staticmethod
-    def get_cqrs_retry_delay(current_retry: int = 0) -> float:
-        """Seconds before the next attempt (`CQRS['replica']['CQRS_RETRY_DELAY']`, default 2)."""
-        return retry_policy().delay_for(current_retry)
+    By default: up to `CQRS['replica']['CQRS_MAX_RETRIES']` (30; None = forever). Data that
+    cannot fit the model (`BadData`) is never retried: it goes to the dead letters, from
+    which `cqrs_dead_letters retry` can replay it once the replica is fixed.
+    """
+    if isinstance(exception, BadData):
+        return False
+    return retry_policy().should_retry(current_retry)
 
 
-class ReplicaMixin(_RetryMixin, models.Model, metaclass=ReplicaMeta):
+def _get_cqrs_retry_delay(current_retry: int = 0) -> float:
+    """Seconds before the next attempt (`CQRS['replica']['CQRS_RETRY_DELAY']`, default 2)."""
+    return retry_policy().delay_for(current_retry)
+
+
+class ReplicaMixin(models.Model, metaclass=ReplicaMeta):
     """Mixin for replica models, which receive data updates from their master.
 
     Rows should be treated as read-only (not enforced, e.g. for the admin). The consumer
     applies SAVE/SYNC with `cqrs_save` and DELETE with `cqrs_delete`; see
     `dj_cqrs.replica.rules` for the revision and tombstone rules.
     """
+
+    # Plain attributes, not a base class, so user migrations never name a private class of ours.
+    should_retry_cqrs = staticmethod(_should_retry_cqrs)
+    get_cqrs_retry_delay = staticmethod(_get_cqrs_retry_delay)
 
     CQRS_ID: ClassVar[str | None] = None
     """Unique CQRS identifier for all microservices."""
@@ -133,7 +135,7 @@ class ReplicaMixin(_RetryMixin, models.Model, metaclass=ReplicaMeta):
         return cls.cqrs.delete_instance(master_data)
 
 
-class RawReplicaMixin(_RetryMixin):
+class RawReplicaMixin:
     """Base for replicas that are not Django models (caches, search indexes, ...).
 
     Subclasses set `CQRS_ID` (they are registered when defined) and override the classmethods
@@ -145,6 +147,9 @@ class RawReplicaMixin(_RetryMixin):
     CQRS_NO_DB_OPERATIONS: ClassVar[bool] = True
     CQRS_META: ClassVar[bool] = False
     CQRS_ONLY_DIRECT_SYNCS: ClassVar[bool] = False
+
+    should_retry_cqrs = staticmethod(_should_retry_cqrs)
+    get_cqrs_retry_delay = staticmethod(_get_cqrs_retry_delay)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

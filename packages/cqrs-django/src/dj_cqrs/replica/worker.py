@@ -2,8 +2,10 @@
 
 The supervisor (used by `cqrs_consume -w N` and `--reload`) starts N spawned processes,
 restarts any that dies (with a growing pause if they keep dying at start-up), and on SIGTERM
-or SIGINT asks each to stop (SIGTERM: the worker lets its transport finish the batch in hand),
-waits `sigint_timeout` seconds, kills what is left and waits `sigkill_timeout` more.
+or SIGINT asks each to stop (SIGTERM: the worker lets its transport finish and settle the
+batch in hand), waits `shutdown_timeout` seconds, kills what is left and waits
+`sigkill_timeout` more. A single in-process worker enforces `shutdown_timeout` itself.
+Messages of a batch cut short that way were not acknowledged: the broker delivers them again.
 """
 
 from __future__ import annotations
@@ -16,50 +18,76 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
+
+from dj_cqrs.replica.probes import Heartbeat, Probes, remove, touch
 
 logger = logging.getLogger("django-cqrs")
 
 _QUICK_DEATH = 5.0
 """A worker that dies sooner than this after starting is restarted after a growing pause."""
+_OVERDUE_EXIT_CODE = 1
+"""Exit status of a consumer that had to be cut off after `shutdown_timeout`."""
 
-
-def touch(path: str | None) -> None:
-    """Create `path` or bump its modification time (liveness probes)."""
-    if path:
-        try:
-            Path(path).touch()
-        except OSError:
-            logger.warning("cannot touch liveness file %s", path, exc_info=True)
+__all__ = ["Supervisor", "run_worker", "touch", "worker_main"]
 
 
 def run_worker(
     cqrs_ids: Sequence[str],
     *,
     liveness_file: str | None = None,
+    readiness_file: str | None = None,
+    shutdown_timeout: float | None = None,
+    heartbeat: Heartbeat | None = None,
     out: TextIO | None = None,
     stop_event: threading.Event | None = None,
 ) -> None:
-    """Consume in this process until SIGTERM/SIGINT (or `stop_event`); restart after errors."""
+    """Consume in this process until SIGTERM/SIGINT (or `stop_event`); restart after errors.
+
+    `shutdown_timeout`: once asked to stop, the batch in hand gets this many seconds to finish
+    before the process exits with status 1 (None: wait as long as it takes). Only for a
+    process of its own: the cut-off ends the whole process.
+    """
     from dj_cqrs import conf
     from dj_cqrs.consumer import consume
 
     out = out or sys.stdout
     stop = stop_event or threading.Event()
-    state: dict[str, Any] = {"transport": None}
+    probes = Probes(liveness_file, readiness_file, heartbeat)
+    state: dict[str, Any] = {"transport": None, "requested": False, "finished": False}
+    watchdog: list[threading.Timer] = []
+
+    def overdue() -> None:
+        if state["finished"]:
+            return
+        sys.stderr.write(
+            f"cqrs_consume: worker {os.getpid()} did not finish its batch within "
+            f"{shutdown_timeout} s of being asked to stop; exiting (unacknowledged messages "
+            "will be delivered again)\n"
+        )
+        sys.stderr.flush()
+        probes.not_ready()
+        os._exit(_OVERDUE_EXIT_CODE)
 
     def request_stop(*_: Any) -> None:
         stop.set()
+        if state["finished"]:
+            return
+        probes.not_ready()
         transport = state["transport"]
         if transport is not None:
             transport.stop()
+        if not state["requested"]:
+            state["requested"] = True
+            if shutdown_timeout is not None:
+                timer = threading.Timer(shutdown_timeout, overdue)
+                timer.daemon = True
+                timer.start()
+                watchdog.append(timer)
 
     previous = _install_signals(request_stop)
-    watcher = None
     if stop_event is not None:  # a stop requested from another thread
-        watcher = threading.Thread(target=lambda: (stop.wait(), request_stop()), daemon=True)
-        watcher.start()
+        threading.Thread(target=lambda: (stop.wait(), request_stop()), daemon=True).start()
     failures = 0
     try:
         while not stop.is_set():
@@ -67,32 +95,36 @@ def run_worker(
             if stop.is_set():
                 break
 
-            def ready() -> None:
-                touch(liveness_file)
+            def ready(transport: Any = transport) -> None:
+                if stop.is_set():
+                    transport.stop()  # asked before the transport could notice
+                    return
+                probes.ready()
                 out.write(f"cqrs_consume: worker {os.getpid()} ready for {', '.join(cqrs_ids)}\n")
                 out.flush()
 
             try:
-                consume(
-                    cqrs_ids,
-                    transport=transport,
-                    on_ready=ready,
-                    on_tick=lambda: touch(liveness_file),
-                )
+                consume(cqrs_ids, transport=transport, on_ready=ready, on_tick=probes.tick)
             except Exception:
+                probes.not_ready()
                 failures += 1
                 pause = min(0.5 * 2 ** (failures - 1), 30.0)
                 logger.exception("CQRS consumer failed; reconnecting in %.1f s", pause)
                 conf.reset_transport()
-                stop.wait(pause)
+                _wait(stop, pause, probes)
             else:
+                probes.not_ready()
                 if not transport.stopping:
                     logger.warning("CQRS consumer returned without being stopped; restarting")
                     conf.reset_transport()
                     continue
                 break
     finally:
+        state["finished"] = True
+        for timer in watchdog:
+            timer.cancel()
         state["transport"] = None
+        probes.not_ready()
         conf.reset_transport()
         _restore_signals(previous)
         stop.set()
@@ -100,13 +132,32 @@ def run_worker(
     out.flush()
 
 
-def worker_main(settings_module: str, cqrs_ids: list[str], liveness_file: str | None) -> None:
-    """Entry point of a spawned worker process."""
+def _wait(stop: threading.Event, seconds: float, probes: Probes) -> None:
+    """Pause before reconnecting; the process is alive meanwhile, so liveness keeps ticking."""
+    deadline = time.monotonic() + seconds
+    while not stop.wait(min(1.0, max(deadline - time.monotonic(), 0))):
+        if time.monotonic() >= deadline:
+            break
+        probes.tick()
+
+
+def worker_main(settings_module: str, cqrs_ids: list[str], heartbeat: Heartbeat | None) -> None:
+    """Entry point of a spawned worker process; it stops by itself if its supervisor dies."""
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    parent = os.getppid()
     import django
 
     django.setup()
-    run_worker(cqrs_ids, liveness_file=liveness_file)
+    stop = threading.Event()
+
+    def orphaned() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                logger.warning("cqrs_consume supervisor %d is gone; worker stopping", parent)
+                stop.set()
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    run_worker(cqrs_ids, heartbeat=heartbeat, stop_event=stop)
 
 
 def _install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -127,13 +178,23 @@ class _Slot:
     def __init__(self, number: int) -> None:
         self.number = number
         self.process: Any = None
+        self.heartbeat: Heartbeat | None = None
+        self.seen_ticks = 0
         self.started = 0.0
         self.quick_deaths = 0
         self.restart_at = 0.0
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
 
 class Supervisor:
-    """Keeps `workers` consumer processes running until SIGTERM/SIGINT."""
+    """Keeps `workers` consumer processes running until SIGTERM/SIGINT; serves the probes.
+
+    The liveness file is touched when every worker has ticked since the previous touch, the
+    readiness file exists while every worker is connected and bound (see `probes`).
+    """
 
     def __init__(
         self,
@@ -141,9 +202,10 @@ class Supervisor:
         *,
         workers: int,
         settings_module: str,
-        sigint_timeout: float = 5.0,
+        shutdown_timeout: float = 5.0,
         sigkill_timeout: float = 1.0,
         liveness_file: str | None = None,
+        readiness_file: str | None = None,
         reload: bool = False,
         ignore_paths: Sequence[str] = (),
         watch_root: str | None = None,
@@ -151,9 +213,10 @@ class Supervisor:
     ) -> None:
         self.cqrs_ids = list(cqrs_ids)
         self.settings_module = settings_module
-        self.sigint_timeout = sigint_timeout
+        self.shutdown_timeout = shutdown_timeout
         self.sigkill_timeout = sigkill_timeout
         self.liveness_file = liveness_file
+        self.readiness_file = readiness_file
         self.reload = reload
         self.ignore_paths = [os.path.abspath(p) for p in ignore_paths if p]
         self.watch_root = os.path.abspath(watch_root or os.getcwd())
@@ -161,10 +224,13 @@ class Supervisor:
         self.slots = [_Slot(n) for n in range(workers)]
         self.stop_event = threading.Event()
         self.context = multiprocessing.get_context("spawn")
+        self._shown_ready = False
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Supervise until asked to stop; False if a worker had to be killed on the way out."""
         previous = _install_signals(lambda *_: self.stop_event.set())
         snapshot = self._snapshot() if self.reload else None
+        clean = True
         try:
             for slot in self.slots:
                 self._start(slot)
@@ -172,39 +238,69 @@ class Supervisor:
             last_scan = time.monotonic()
             while not self.stop_event.wait(0.5):
                 self._check_workers()
+                self._serve_probes()
                 if snapshot is not None and time.monotonic() - last_scan >= 1.0:
                     last_scan = time.monotonic()
                     current = self._snapshot()
                     if current != snapshot:
                         snapshot = current
                         self._say("code changed: restarting workers")
+                        self._set_ready(False)
                         self._stop_all()
                         for slot in self.slots:
                             slot.quick_deaths = 0
                             self._start(slot)
         finally:
-            self._stop_all()
+            self._set_ready(False)
+            clean = self._stop_all()
             _restore_signals(previous)
-        self._say("stopped")
+            remove(self.readiness_file)
+        self._say("stopped" if clean else "stopped (some workers had to be killed)")
+        return clean
 
     def _say(self, text: str) -> None:
         self.out.write(f"cqrs_consume: {text}\n")
         self.out.flush()
 
     def _start(self, slot: _Slot) -> None:
+        slot.heartbeat = Heartbeat(self.context)
+        slot.seen_ticks = 0
         slot.process = self.context.Process(
             target=worker_main,
-            args=(self.settings_module, self.cqrs_ids, self.liveness_file),
+            args=(self.settings_module, self.cqrs_ids, slot.heartbeat),
             name=f"cqrs-worker-{slot.number}",
         )
         slot.process.start()
         slot.started = time.monotonic()
 
+    def _serve_probes(self) -> None:
+        alive = all(slot.alive for slot in self.slots)
+        self._set_ready(
+            alive and all(s.heartbeat is not None and s.heartbeat.is_ready for s in self.slots)
+        )
+        if not alive:
+            return
+        ticks = [slot.heartbeat.ticks if slot.heartbeat else 0 for slot in self.slots]
+        if all(now > slot.seen_ticks for now, slot in zip(ticks, self.slots, strict=True)):
+            touch(self.liveness_file)
+            for now, slot in zip(ticks, self.slots, strict=True):
+                slot.seen_ticks = now
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready == self._shown_ready:
+            return
+        self._shown_ready = ready
+        if ready:
+            touch(self.readiness_file)
+            self._say("all workers ready")
+        else:
+            remove(self.readiness_file)
+
     def _check_workers(self) -> None:
         now = time.monotonic()
         for slot in self.slots:
             process = slot.process
-            if process is not None and process.is_alive():
+            if slot.alive:
                 continue
             if process is not None:
                 process.join(0)
@@ -217,28 +313,35 @@ class Supervisor:
                     f"restarting in {pause:.1f} s"
                 )
                 slot.process = None
+                self._set_ready(False)
             if now >= slot.restart_at:
                 self._start(slot)
 
-    def _stop_all(self) -> None:
-        running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
+    def _stop_all(self) -> bool:
+        """Ask every worker to stop, kill those still running after the timeout; True if none."""
+        running = [s.process for s in self.slots if s.alive]
         for process in running:
             try:
                 os.kill(process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + self.sigint_timeout
+        deadline = time.monotonic() + self.shutdown_timeout
         for process in running:
             process.join(max(deadline - time.monotonic(), 0))
         stubborn = [p for p in running if p.is_alive()]
         for process in stubborn:
-            self._say(f"worker {process.pid} did not stop in {self.sigint_timeout} s; killing it")
+            self._say(
+                f"worker {process.pid} did not stop within {self.shutdown_timeout} s; killing it "
+                "(its unacknowledged messages will be delivered again)"
+            )
             process.kill()
         deadline = time.monotonic() + self.sigkill_timeout
         for process in stubborn:
             process.join(max(deadline - time.monotonic(), 0))
         for slot in self.slots:
             slot.process = None
+            slot.heartbeat = None
+        return not stubborn
 
     def _snapshot(self) -> dict[str, float]:
         found: dict[str, float] = {}

@@ -4,6 +4,7 @@ models that exercise one replica option each)."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -180,7 +181,9 @@ class TallyRef(ReplicaMixin):
     Logs every application in `ApplyLog` (inside the apply transaction, so only committed ones
     count), keeps the tracked field's previous value, and fails the first `fail_times` attempts
     of each revision (attempts are counted in files under $CQRS_TEST_ATTEMPTS_DIR, which a
-    rollback does not undo).
+    rollback does not undo). With $CQRS_TEST_APPLY_DELAY (seconds), every save first appends
+    `id:revision` to `$CQRS_TEST_ATTEMPTS_DIR/applying.log` and then sleeps that long (slow
+    batches for the shutdown tests).
     """
 
     CQRS_ID = "tally"
@@ -194,6 +197,12 @@ class TallyRef(ReplicaMixin):
     @staticmethod
     def _attempt(data: Mapping[str, Any]) -> None:
         folder = os.environ.get("CQRS_TEST_ATTEMPTS_DIR")
+        delay = float(os.environ.get("CQRS_TEST_APPLY_DELAY") or 0)
+        if delay > 0:
+            if folder:
+                with open(os.path.join(folder, "applying.log"), "a") as file:
+                    file.write(f"{data['id']}:{data.get('cqrs_revision')}\n")
+            time.sleep(delay)
         fail_times = int(data.get("fail_times") or 0)
         if not folder or fail_times <= 0:
             return
@@ -217,6 +226,8 @@ class TallyRef(ReplicaMixin):
     @classmethod
     def cqrs_create(cls, sync, mapped_data, previous_data=None, meta=None):  # type: ignore[no-untyped-def]
         cls._attempt(mapped_data)
+        # an update may arrive first (its create still retrying): keep its previous value too
+        mapped_data = {**mapped_data, "previous_value": (previous_data or {}).get("value")}
         instance = super().cqrs_create(sync, mapped_data, previous_data, meta)
         cls._log(mapped_data, "sync" if sync else "create")
         return instance
@@ -241,3 +252,15 @@ class TallyRef(ReplicaMixin):
     @staticmethod
     def get_cqrs_retry_delay(current_retry: int = 0) -> float:
         return 0.2
+
+
+class MappedItem(ReplicaMixin):
+    """Stock replica with renamed fields (CQRS_MAPPING): the bulk apply path maps too."""
+
+    CQRS_ID = "mapped_item"
+    CQRS_MAPPING: ClassVar[dict[str, str]] = {"id": "id", "name": "label", "quantity": "qty"}
+
+    id = models.IntegerField(primary_key=True)
+    label = models.CharField(max_length=100)
+    qty = models.IntegerField(default=0)
+    extra = models.CharField(max_length=20, default="kept")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.conf import settings
@@ -12,10 +13,20 @@ from cqrs_core.exceptions import CQRSError
 from dj_cqrs.consumer import resolve_cqrs_ids
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 class Command(BaseCommand):
     help = (
         "Consume CQRS events and apply them to replica models. With -w N, N worker processes "
-        "are kept running; SIGTERM or SIGINT stops them cleanly."
+        "are kept running; SIGTERM or SIGINT lets the batch in hand finish, then exits."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -43,22 +54,36 @@ class Command(BaseCommand):
             help="Comma-separated paths that --reload does not watch.",
         )
         parser.add_argument(
+            "--shutdown-timeout",
             "--sigint-timeout",
-            type=float,
+            dest="shutdown_timeout",
+            type=_seconds,
             default=5.0,
-            help="Seconds a worker gets to finish its batch after being asked to stop, "
-            "before it is killed (default 5).",
+            metavar="S",
+            help="On SIGTERM/SIGINT, seconds the batch in hand gets to finish and be "
+            "acknowledged before the worker is killed (default 5; --sigint-timeout is the "
+            "django-cqrs name).",
         )
         parser.add_argument(
             "--sigkill-timeout",
-            type=float,
+            type=_seconds,
             default=1.0,
+            metavar="S",
             help="Seconds to wait for a killed worker to exit (default 1).",
         )
         parser.add_argument(
             "--liveness-file",
             default=None,
-            help="File touched by every worker at least once a second while it is healthy.",
+            metavar="PATH",
+            help="File touched after every batch and at least once a second while idle; with "
+            "-w N, touched by the supervisor when every worker has ticked.",
+        )
+        parser.add_argument(
+            "--readiness-file",
+            default=None,
+            metavar="PATH",
+            help="File that exists while the consumer is connected and bound (with -w N: every "
+            "worker); removed when shutdown starts and on exit.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -75,7 +100,13 @@ class Command(BaseCommand):
         from dj_cqrs.replica.worker import Supervisor, run_worker
 
         if workers == 1 and not options["reload"]:
-            run_worker(cqrs_ids, liveness_file=options["liveness_file"], out=self.stdout)
+            run_worker(
+                cqrs_ids,
+                liveness_file=options["liveness_file"],
+                readiness_file=options["readiness_file"],
+                shutdown_timeout=options["shutdown_timeout"],
+                out=self.stdout,
+            )
             return
         settings_module = getattr(settings, "SETTINGS_MODULE", None)
         if not settings_module:
@@ -83,14 +114,20 @@ class Command(BaseCommand):
                 "Worker processes need DJANGO_SETTINGS_MODULE (settings.configure() cannot be "
                 "passed to them); run with -w 1 or set the environment variable."
             )
-        Supervisor(
+        clean = Supervisor(
             cqrs_ids,
             workers=workers,
             settings_module=settings_module,
-            sigint_timeout=options["sigint_timeout"],
+            shutdown_timeout=options["shutdown_timeout"],
             sigkill_timeout=options["sigkill_timeout"],
             liveness_file=options["liveness_file"],
+            readiness_file=options["readiness_file"],
             reload=options["reload"],
             ignore_paths=[p.strip() for p in options["ignore_paths"].split(",")],
             out=self.stdout,
         ).run()
+        if not clean:
+            raise CommandError(
+                "Some workers did not finish within --shutdown-timeout and were killed; their "
+                "unacknowledged messages will be delivered again."
+            )
