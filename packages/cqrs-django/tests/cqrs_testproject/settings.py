@@ -25,6 +25,7 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 ROOT_URLCONF = "cqrs_testproject.urls"
+STATIC_URL = "/static/"  # the live server (browser tests) needs it
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from dj_cqrs.replica.probes import Heartbeat, Probes, remove, touch
 
@@ -28,6 +28,15 @@ _QUICK_DEATH = 5.0
 """A worker that dies sooner than this after starting is restarted after a growing pause."""
 _OVERDUE_EXIT_CODE = 1
 """Exit status of a consumer that had to be cut off after `shutdown_timeout`."""
+
+
+class Output(Protocol):
+    """Where progress lines go: a text stream or a management command's `self.stdout`."""
+
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> Any: ...
+
 
 __all__ = ["Supervisor", "run_worker", "touch", "worker_main"]
 
@@ -39,7 +48,7 @@ def run_worker(
     readiness_file: str | None = None,
     shutdown_timeout: float | None = None,
     heartbeat: Heartbeat | None = None,
-    out: TextIO | None = None,
+    out: Output | None = None,
     stop_event: threading.Event | None = None,
 ) -> None:
     """Consume in this process until SIGTERM/SIGINT (or `stop_event`); restart after errors.
@@ -87,7 +96,12 @@ def run_worker(
 
     previous = _install_signals(request_stop)
     if stop_event is not None:  # a stop requested from another thread
-        threading.Thread(target=lambda: (stop.wait(), request_stop()), daemon=True).start()
+
+        def relay() -> None:
+            stop.wait()
+            request_stop()
+
+        threading.Thread(target=relay, daemon=True).start()
     failures = 0
     try:
         while not stop.is_set():
@@ -209,7 +223,7 @@ class Supervisor:
         reload: bool = False,
         ignore_paths: Sequence[str] = (),
         watch_root: str | None = None,
-        out: TextIO | None = None,
+        out: Output | None = None,
     ) -> None:
         self.cqrs_ids = list(cqrs_ids)
         self.settings_module = settings_module
