@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import django
+
 DEMO_DIR = Path(os.environ.get("DEMO_DIR", Path(__file__).resolve().parent.parent / ".demo"))
 DEMO_DIR.mkdir(parents=True, exist_ok=True)  # run by hand, the databases go to ./.demo
 
@@ -61,6 +63,11 @@ DATABASES = {
         "OPTIONS": {"timeout": 30},
     }
 }
+if django.VERSION >= (5, 1):
+    # Writers take the lock when their transaction starts, so two processes writing this file
+    # (the service and its consumer or relay) wait for each other instead of failing with
+    # "database is locked" on a read-to-write upgrade.
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 
 CQRS = {
     "transport": os.environ.get("DEMO_TRANSPORT", "kombu"),
