@@ -18,11 +18,11 @@ import tempfile
 import time
 import uuid
 
+from kombu import Consumer, Exchange, Producer, Queue
+
 from cqrs_core import codec
 from cqrs_core.messages import Outcome
 from cqrs_core.testing.suite import make_payload
-from kombu import Consumer, Exchange, Producer, Queue
-
 from cqrs_kombu import KombuTransport
 from cqrs_kombu._testing import amqp_url, cleanup_amqp, cleanup_redis, queue_family, redis_url
 

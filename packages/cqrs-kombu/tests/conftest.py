@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from cqrs_core.testing.suite import unique_name
 
+from cqrs_core.testing.suite import unique_name
 from cqrs_kombu._testing import (
     AMQP_PORT,
     REDIS_PORT,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cqrs_core.testing.suite import TransportConformance
 
+from cqrs_core.testing.suite import TransportConformance
 from cqrs_kombu import KombuTransport
 
 

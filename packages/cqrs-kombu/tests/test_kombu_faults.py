@@ -6,11 +6,11 @@ import threading
 import time
 
 import pytest
+
 from cqrs_core.exceptions import PublishError
 from cqrs_core.messages import Outcome
 from cqrs_core.testing._consuming import Recorder, consume_until
 from cqrs_core.testing.suite import IDS, make_payload
-
 from cqrs_kombu import KombuTransport
 from cqrs_kombu._testing import AMQP_HOST, AMQP_PORT, REDIS_HOST, REDIS_PORT
 

@@ -9,7 +9,6 @@ import textwrap
 from cqrs_core.constants import SignalType
 from cqrs_core.testing._consuming import Recorder, consume_until
 from cqrs_core.testing.suite import IDS, make_payload
-
 from cqrs_kombu import KombuTransport
 
 MASTER = textwrap.dedent(

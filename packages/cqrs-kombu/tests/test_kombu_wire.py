@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 
 import amqp
 import pytest
 import redis
+
 from cqrs_core import codec
 from cqrs_core.messages import Outcome
 from cqrs_core.testing._consuming import Recorder, consume_until
-
-from cqrs_kombu._testing import AMQP_HOST, AMQP_PORT, REDIS_DB, REDIS_HOST, REDIS_PORT, cleanup_amqp, queue_family
 from cqrs_kombu import KombuTransport
+from cqrs_kombu._testing import (
+    AMQP_HOST,
+    AMQP_PORT,
+    REDIS_DB,
+    REDIS_HOST,
+    REDIS_PORT,
+    cleanup_amqp,
+    queue_family,
+)
 
 GOLDEN = Path("/work/shared/reference/golden/upstream-3.1.0.jsonl")
 KOMBU_AMQP_PROPS = {

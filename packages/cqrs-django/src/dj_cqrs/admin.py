@@ -9,6 +9,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
+from dj_cqrs.outbox import admin as _outbox_admin  # noqa: F401  (registers the outbox admin)
+
 
 class CQRSAdminMasterSyncMixin:
     """ModelAdmin mixin adding the "Synchronize with CQRS replicas" action."""
@@ -29,4 +31,3 @@ class CQRSAdminMasterSyncMixin:
             synced,
         ) % {"count": synced}
         self.message_user(request, message, level=messages.SUCCESS)  # type: ignore[attr-defined]
-from dj_cqrs.outbox import admin as outbox_admin  # noqa: E402,F401  (registers OutboxEvent)

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cqrs_core.exceptions import ConfigurationError
-
 from cqrs_kombu import _filesystem
 
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from cqrs_core import routing
-from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from kombu import Connection, Consumer
 
+from cqrs_core import routing
+from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from cqrs_kombu._delay import DUE_HEADER, ID_HEADER, DelayScheduler
 from cqrs_kombu._sender import Sender
 from cqrs_kombu._topology import Topology, replica_topology
@@ -90,7 +89,7 @@ class Session:
     def _drain(self, timeout: float) -> None:
         try:
             self.connection.drain_events(timeout=max(timeout, 0.001))
-        except socket.timeout:
+        except TimeoutError:
             pass
 
     def _handle(self, handler: Handler, batch: list[Any]) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 
+from kombu import Exchange, Queue, binding
+
 from cqrs_core import routing
 from cqrs_core.options import CommonOptions
-from kombu import Exchange, Queue, binding
 
 DELAYED_PREFIX = "delayed_"
 """Queue `delayed_<queue>` holds this replica's pending retries until they are due."""

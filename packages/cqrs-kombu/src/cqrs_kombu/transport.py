@@ -15,12 +15,12 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+from kombu import Connection, Queue
+
 from cqrs_core import codec, routing
 from cqrs_core.exceptions import MalformedMessage, PublishError
 from cqrs_core.messages import DeadLetter, Handler, Outgoing
 from cqrs_core.transports.base import BaseTransport, Capability
-from kombu import Connection, Queue
-
 from cqrs_kombu._backend import Backend, backend_from_options
 from cqrs_kombu._sender import Sender, Unroutable
 from cqrs_kombu._session import DEAD_AT_HEADER, Session

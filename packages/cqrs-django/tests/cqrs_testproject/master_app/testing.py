@@ -11,6 +11,7 @@ from cqrs_core import routing
 from cqrs_core.exceptions import PublishError
 from cqrs_core.messages import Handler, Outgoing
 from cqrs_core.transports import BaseTransport, register_transport, unregister_transport
+from dj_cqrs.transport import BaseTransport as FacadeBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,22 +77,46 @@ def recording_settings(**master: Any) -> dict[str, Any]:
     }
 
 
-def use_recording(settings: Any, **master: Any) -> Iterator[type[RecordingTransport]]:
-    """Body of a fixture: route CQRS to the recording transport (pytest-django `settings`)."""
+class Recorder:
+    """`RecordingTransport` as tests see it: reading or clearing what was sent first waits
+    until the outbox publisher has settled what is committed (it publishes in the background)."""
+
+    _FLUSHING = frozenset({"batches", "sent", "clear"})
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._FLUSHING:
+            flush()
+        return getattr(RecordingTransport, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(RecordingTransport, name, value)
+
+
+def flush(timeout: float = 30.0) -> None:
+    """Wait for this process's outbox publisher (what is committed is then sent or left)."""
+    from dj_cqrs.outbox import fast_path
+
+    assert fast_path.flush(timeout), f"the outbox publisher did not settle within {timeout}s"
+
+
+def use_recording(settings: Any, **master: Any) -> Iterator[Any]:
+    """Body of a fixture: route CQRS to the recording transport (pytest-django `settings`).
+
+    Yields a `Recorder`: the transport class whose reads wait for the background publisher.
+    """
     from dj_cqrs.conf import reset_transport
 
     register_transport(RecordingTransport)
     RecordingTransport.clear()
     settings.CQRS = recording_settings(**master)
     try:
-        yield RecordingTransport
+        yield Recorder()
     finally:
+        flush()
         RecordingTransport.clear()
         reset_transport()
         unregister_transport(RecordingTransport.name)
 
-
-from dj_cqrs.transport import BaseTransport as FacadeBase
 
 
 class RecordingFacade(FacadeBase):
