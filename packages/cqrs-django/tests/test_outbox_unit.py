@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import threading
 from typing import Any
 
 import pytest
@@ -64,9 +66,48 @@ def test_save_writes_one_row_in_its_transaction_and_the_fast_path_sends_it(recor
     assert not OutboxEvent.objects.exists()  # keep_days 0: deleted once sent
 
 
+def test_the_committing_thread_never_waits_for_the_broker(recorder: Any, monkeypatch: Any) -> None:
+    from cqrs_testproject.master_app.testing import RecordingTransport
+
+    release = threading.Event()
+    publish = RecordingTransport._publish
+
+    def blocked(self: Any, messages: Any) -> None:
+        assert release.wait(60)
+        publish(self, messages)
+
+    monkeypatch.setattr(RecordingTransport, "_publish", blocked)
+    try:
+        author = Author.objects.create(name="Ann")  # returns while the broker call hangs
+        assert RecordingTransport.batches == []
+        assert OutboxEvent.objects.count() == 1
+    finally:
+        release.set()
+    assert [b["instance_pk"] for b in bodies(recorder)] == [author.pk]
+    assert not OutboxEvent.objects.exists()
+
+
+def test_a_forked_child_gets_its_own_empty_publisher(recorder: Any) -> None:
+    Author.objects.create(name="Ann")
+    parent = fast_path._current()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            child = fast_path._current()
+            ok = child is not parent and child.pid == os.getpid() and not child.queue
+            code = 0 if ok and fast_path.flush(0) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(bodies(recorder)) == 1
+
+
 def test_stored_body_is_what_is_sent(recorder: Any, settings: Any) -> None:
     set_outbox(settings, keep_days=1)
     product = Product.objects.create(name="a/b", price="12.50")
+    assert fast_path.flush(30)
     row = OutboxEvent.objects.get()
     assert row.sent_at is not None
     sent = bodies(recorder)[0]
@@ -144,13 +185,16 @@ def test_broker_down_keeps_rows_never_raises_and_the_relay_sends_them(
     assert not OutboxEvent.objects.exists()
 
 
-def test_fast_path_does_not_overtake_an_unsent_event_of_the_same_row(recorder: Any) -> None:
+def test_fast_path_may_overtake_an_unsent_event_of_the_same_row_which_is_then_stale(
+    recorder: Any,
+) -> None:
+    """No per-save check query: a fresh event goes out at once even if an older event of the
+    same row waits in the outbox. The older one follows (relay) with a lower revision, which
+    a replica skips as stale, so the replica ends in the newest state."""
     author = Author.objects.create(name="v1")
     other = Author.objects.create(name="other")
     recorder.clear()
     OutboxEvent.objects.all().delete()
-    with connection.cursor():
-        pass
     # An earlier event of `author`, left unsent (e.g. its process was killed).
     with transaction.atomic():
         OutboxEvent.objects.create(
@@ -171,10 +215,14 @@ def test_fast_path_does_not_overtake_an_unsent_event_of_the_same_row(recorder: A
     author.save()
     other.name = "x"
     other.save()
-    assert [b["instance_pk"] for b in bodies(recorder)] == [other.pk]  # not author's
+    assert sorted(b["instance_pk"] for b in bodies(recorder)) == sorted([author.pk, other.pk])
+    assert OutboxEvent.objects.count() == 1  # the old event still waits for the relay
     Relay(settings=outbox_settings()).run(until_empty=True)
     author_events = [b for b in bodies(recorder) if b["instance_pk"] == author.pk]
-    assert [b["instance_data"]["name"] for b in author_events] == ["v1", "v2"]
+    assert [b["instance_data"]["name"] for b in author_events] == ["v2", "v1"]
+    revisions = [b["instance_data"]["cqrs_revision"] for b in author_events]
+    assert revisions == [1, 0]  # the late one is older: a replica holding revision 1 skips it
+    assert not OutboxEvent.objects.exists()
 
 
 def test_relay_never_sends_a_row_held_by_another_relay_nor_what_follows_it(

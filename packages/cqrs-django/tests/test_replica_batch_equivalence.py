@@ -48,7 +48,9 @@ def _fields(cqrs_id: str, pk: Any, life: int, rev: int, rnd: random.Random) -> d
     }
 
 
-def history(cqrs_id: str, pk: Any, rnd: random.Random, clock: list[float]) -> list[TransportPayload]:
+def history(
+    cqrs_id: str, pk: Any, rnd: random.Random, clock: list[float]
+) -> list[TransportPayload]:
     """What a master publishes for one key: lives of create, updates, delete."""
     events: list[TransportPayload] = []
     for life in range(rnd.randint(1, 3)):
@@ -116,7 +118,10 @@ def wipe() -> None:
 
 
 def run(batches: list[list[TransportPayload]], settings: Any, *, bulk: bool) -> tuple[Any, Any]:
-    settings.CQRS = {**settings.CQRS, "replica": {**settings.CQRS["replica"], "CQRS_BULK_APPLY": bulk}}
+    settings.CQRS = {
+        **settings.CQRS,
+        "replica": {**settings.CQRS["replica"], "CQRS_BULK_APPLY": bulk},
+    }
     handler = make_handler()
     outcomes = [[o.kind.value for o in handler(batch)] for batch in batches]
     state = snapshot()
@@ -167,7 +172,12 @@ def _item_batch(count: int, start_rev: int = 0) -> list[TransportPayload]:
     return [
         payload(
             "item",
-            {"id": n, "cqrs_revision": start_rev, "cqrs_updated": str(at(start_rev)), "name": f"n{n}"},
+            {
+                "id": n,
+                "cqrs_revision": start_rev,
+                "cqrs_updated": str(at(start_rev)),
+                "name": f"n{n}",
+            },
         )
         for n in range(1, count + 1)
     ]
@@ -188,8 +198,26 @@ def test_bulk_batch_takes_a_few_statements_not_one_per_message() -> None:
 def test_failing_bulk_statement_falls_back_to_per_message(settings: Any) -> None:
     def batch() -> list[TransportPayload]:
         return [
-            payload("item", {"id": 1, "cqrs_revision": 0, "cqrs_updated": str(at(1)), "name": "a", "code": "same"}),
-            payload("item", {"id": 2, "cqrs_revision": 0, "cqrs_updated": str(at(1)), "name": "b", "code": "same"}),
+            payload(
+                "item",
+                {
+                    "id": 1,
+                    "cqrs_revision": 0,
+                    "cqrs_updated": str(at(1)),
+                    "name": "a",
+                    "code": "same",
+                },
+            ),
+            payload(
+                "item",
+                {
+                    "id": 2,
+                    "cqrs_revision": 0,
+                    "cqrs_updated": str(at(1)),
+                    "name": "b",
+                    "code": "same",
+                },
+            ),
             payload("item", {"id": 3, "cqrs_revision": 0, "cqrs_updated": str(at(1)), "name": "c"}),
         ]
 

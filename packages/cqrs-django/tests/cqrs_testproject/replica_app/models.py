@@ -174,6 +174,9 @@ class ApplyLog(models.Model):
     cqrs_revision = models.IntegerField()
     kind = models.CharField(max_length=10)
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.cqrs_id}:{self.instance_pk}@{self.cqrs_revision}"
+
 
 class TallyRef(ReplicaMixin):
     """Mirror of `tally` for the root end-to-end tests.
