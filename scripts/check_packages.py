@@ -219,7 +219,10 @@ def build(repo: Path, pkg: Package, dist_dir: Path) -> tuple[list[tuple[str, str
         cmd = [hatch, "build", "-t", "sdist", "-t", "wheel", str(dist_dir)]
     else:
         cmd = [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist_dir), "."]
-    proc = run(cmd, cwd=folder)
+    # Under `hatch run release:check` hatch exports the active environment's name; a nested
+    # `hatch build` in a package folder would look for that environment there and fail.
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("HATCH_ENV")}
+    proc = run(cmd, cwd=folder, env=clean_env)
     if proc.returncode != 0:
         return [
             (
