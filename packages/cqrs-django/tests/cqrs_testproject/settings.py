@@ -19,6 +19,8 @@ import os
 import tempfile
 import uuid
 
+import django
+
 SECRET_KEY = "cqrs-tests-only"
 DEBUG = False
 USE_TZ = True
@@ -82,10 +84,13 @@ else:
             "OPTIONS": {"timeout": 30},
         }
     }
-    if os.environ.get("CQRS_TEST_SQLITE_TRANSACTION_MODE"):
-        DATABASES["default"]["OPTIONS"]["transaction_mode"] = os.environ[
-            "CQRS_TEST_SQLITE_TRANSACTION_MODE"
-        ]
+    # IMMEDIATE by default (Django >= 5.1): the tests run masters, outbox publishers and
+    # consumers against one SQLite file at once, as the README advises users to configure it.
+    _mode = os.environ.get(
+        "CQRS_TEST_SQLITE_TRANSACTION_MODE", "IMMEDIATE" if django.VERSION >= (5, 1) else ""
+    )
+    if _mode:
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = _mode
 
 CQRS = {
     "transport": os.environ.get("CQRS_TEST_TRANSPORT", "memory"),

@@ -73,8 +73,9 @@ def consume_until(
     thread = threading.Thread(target=run, name=f"consume-{transport.name}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
+    met = False
     try:
-        while not until():
+        while not (met := until()):
             if errors or not thread.is_alive():
                 break
             if time.monotonic() > deadline:
@@ -89,5 +90,7 @@ def consume_until(
         raise errors[0]
     if thread.is_alive():
         raise AssertionError(f"{transport.name} consume() did not return within 30 s of stop()")
-    if not until():
+    # Judged when the loop ended, not after stop(): other consumers of the same broker may
+    # have changed what `until` sees in the meantime.
+    if not met:
         raise AssertionError("consume() returned before the condition was met")
