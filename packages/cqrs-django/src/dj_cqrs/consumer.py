@@ -173,7 +173,9 @@ def _apply_grouped(work: list[tuple[int, TransportPayload, Any]]) -> list[tuple[
     return results
 
 
-def _apply_bulk(model: Any, run: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int, Outcome]]:
+def _apply_bulk(
+    model: Any, run: list[tuple[int, TransportPayload, Any]]
+) -> list[tuple[int, Outcome]]:
     """One model's messages with bulk reads and writes, inside one savepoint.
 
     If anything in it fails (a constraint, a lock timeout), the savepoint is rolled back and
@@ -197,7 +199,7 @@ def _apply_bulk(model: Any, run: list[tuple[int, TransportPayload, Any]]) -> lis
         return [(index, apply_one(payload, model)) for index, payload, _ in run]
     return [
         (index, Outcome.applied() if error is None else _failure(model, payload, error))
-        for (index, payload, _), error in zip(run, errors)
+        for (index, payload, _), error in zip(run, errors, strict=True)
     ]
 
 

@@ -171,9 +171,7 @@ def _read(model: Any, using: str, keys: list[Any]) -> dict[Any, _Row]:
         .select_for_update()
         .filter(cqrs_id=model.CQRS_ID, instance_pk__in=[str(key) for key in keys])
     }
-    return {
-        key: _Row(found.get(key), key in found, tombstones.get(str(key))) for key in keys
-    }
+    return {key: _Row(found.get(key), key in found, tombstones.get(str(key))) for key in keys}
 
 
 # -- replay (the rules of ReplicaManager, in memory) -------------------------------------------
@@ -221,7 +219,9 @@ def _replay_save(model: Any, row: _Row, mapped: dict[str, Any], *, sync: bool) -
             model.CQRS_ID,
         )
         return
-    verdict = rules.save_verdict(stored=instance.cqrs_revision, incoming=incoming.revision, sync=sync)
+    verdict = rules.save_verdict(
+        stored=instance.cqrs_revision, incoming=incoming.revision, sync=sync
+    )
     _log_verdict(model, instance, verdict, incoming.revision)
     if verdict.applies:
         for key, value in mapped.items():
@@ -338,9 +338,7 @@ def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
         )
 
 
-def _upsert(
-    model: Any, using: str, objs: list[Any], unique: list[str], fields: list[str]
-) -> None:
+def _upsert(model: Any, using: str, objs: list[Any], unique: list[str], fields: list[str]) -> None:
     """INSERT ... ON CONFLICT DO UPDATE where the database has it; else create + update."""
     features = connections[using].features
     manager = model._base_manager.db_manager(using)
