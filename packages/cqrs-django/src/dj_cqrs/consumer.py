@@ -25,7 +25,6 @@ from typing import Any
 from django.db import (
     DEFAULT_DB_ALIAS,
     DatabaseError,
-    close_old_connections,
     connections,
     router,
     transaction,
@@ -84,11 +83,8 @@ def make_handler(cqrs_ids: Collection[str] | None = None) -> Handler:
     allowed = frozenset(cqrs_ids) if cqrs_ids is not None else None
 
     def handler(payloads: Sequence[TransportPayload]) -> list[Outcome]:
-        _close_old_connections()
-        try:
-            return apply_batch(payloads, allowed=allowed)
-        finally:
-            _close_old_connections()
+        _refresh_connections()
+        return apply_batch(payloads, allowed=allowed)
 
     return handler
 
@@ -306,9 +302,29 @@ def _recover(alias: str) -> None:
         connection.close_if_unusable_or_obsolete()
 
 
-def _close_old_connections() -> None:
-    if not any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
-        close_old_connections()
+def _refresh_connections() -> None:
+    """Drop broken or expired database connections before a batch; keep healthy ones open.
+
+    A consumer is a long-running worker, not a request: Django's per-request rule
+    (`CONN_MAX_AGE = 0` closes the connection after each request) would reconnect for every
+    batch, which costs more than applying it. So a healthy connection is kept whatever
+    CONN_MAX_AGE says, unless a positive CONN_MAX_AGE has run out; one that saw an error is
+    checked and replaced if it is unusable.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.in_atomic_block:
+            continue
+        if conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
+        elif (
+            conn.settings_dict.get("CONN_MAX_AGE")
+            and conn.close_at is not None
+            and time.monotonic() >= conn.close_at
+        ):
+            conn.close()
 
 
 def consume(
