@@ -1,9 +1,20 @@
-"""Broker faults through a TCP proxy (Redis and AMQP): errors surface, nothing is lost."""
+"""Broker and consumer faults (Redis and AMQP): errors surface, nothing is lost.
+
+Through a TCP proxy: refused and cut connections. On Redis also a consumer SIGKILLed while
+messages keep arriving during a slow batch: kombu's BRPOP consumer left a BRPOP outstanding
+while a batch was applied, and what Redis popped into the socket then died with the process.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +23,7 @@ from cqrs_core.messages import Outcome
 from cqrs_core.testing._consuming import Recorder, consume_until
 from cqrs_core.testing.suite import IDS, make_payload
 from cqrs_kombu import KombuTransport
-from cqrs_kombu._testing import AMQP_HOST, AMQP_PORT, REDIS_HOST, REDIS_PORT
+from cqrs_kombu._testing import AMQP_HOST, AMQP_PORT, REDIS_DB, REDIS_HOST, REDIS_PORT
 
 TARGETS = {"amqp": (AMQP_HOST, AMQP_PORT), "redis": (REDIS_HOST, REDIS_PORT)}
 
@@ -103,3 +114,106 @@ def test_consumer_survives_broker_outage_and_keeps_retry(proxied):
     thread.join(5)
     consumer.close()
     assert [p.retries for p in recorder.payloads] == [0, 1]
+
+
+def test_redis_held_retry_outlives_visibility_timeout_without_duplicate(backend_options):
+    """A retry held by the delay scheduler longer than the visibility timeout is renewed,
+    not restored behind the consumer's back (which would apply it twice)."""
+    base = backend_options("redis")
+    transport_options = {**base["transport_options"], "visibility_timeout": 1}
+    options = {**base, "transport_options": transport_options, "replica": {"CQRS_RETRY_DELAY": 6}}
+    consumer = KombuTransport(options)
+    consumer.declare(IDS)
+    KombuTransport(base).produce(make_payload(1))
+    recorder = Recorder(
+        lambda p, seen: Outcome.retry(reason="db down") if seen == 1 else Outcome.applied()
+    )
+    consume_until(
+        consumer, recorder, lambda: recorder.count() >= 2, cqrs_ids=IDS, timeout=30, settle=3
+    )
+    consumer.close()
+    assert [p.retries for p in recorder.payloads] == [0, 1]
+
+
+VISIBILITY = 2.0
+
+
+def _applied(path: Path) -> list[int]:
+    if not path.exists():
+        return []
+    return [int(line) for line in path.read_text().split()]
+
+
+def _start(options: dict, path: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cqrs_kombu._testing", json.dumps(options), str(path), "0.3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+@pytest.mark.timeout(120)
+def test_redis_consumer_sigkilled_while_messages_arrive_loses_nothing(backend_options, tmp_path):
+    base = backend_options("redis")
+    options = {
+        **base,
+        "transport_options": {**base["transport_options"], "visibility_timeout": VISIBILITY},
+        "consumer_prefetch_count": 50,
+        "replica": {"batch_size": 50, "batch_timeout": 0.05},
+    }
+    KombuTransport(options).declare(IDS)
+    other = f"{options['queue']}_other"  # a second replica bound to the same keys
+    KombuTransport({**options, "queue": other}).declare(IDS)
+    path = tmp_path / "applied.txt"
+    sent: list[int] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        with KombuTransport({**options, "queue": None}) as producer:
+            pk = 0
+            while not stop.is_set():
+                pk += 1
+                producer.produce(make_payload(pk))
+                sent.append(pk)
+                time.sleep(0.01)
+
+    consumer = _start(options, path)
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while len(_applied(path)) < 40:
+            time.sleep(0.05)
+        time.sleep(0.15)  # most likely inside a slow batch now
+        os.kill(consumer.pid, signal.SIGKILL)
+        consumer.wait(10)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(10)
+    consumer = _start(options, path)
+    try:
+        deadline = time.monotonic() + 30 + VISIBILITY
+        while set(sent) - set(_applied(path)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        consumer.terminate()
+        consumer.wait(10)
+    applied = _applied(path)
+    lost = sorted(set(sent) - set(applied))
+    copies = _redis_len(base, other)
+    print(f"sent {len(sent)}, applied {len(applied)}, lost {len(lost)}: {lost[:10]}; other {copies}")
+    assert lost == []
+    assert copies == len(sent), "a restore went through the exchange again (fanned out)"
+
+
+def _redis_len(options: dict, queue: str) -> int:
+    import redis
+
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=REDIS_DB)
+    try:
+        return int(client.llen(options["transport_options"]["global_keyprefix"] + queue))
+    finally:
+        client.close()

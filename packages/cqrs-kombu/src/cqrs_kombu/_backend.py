@@ -14,6 +14,16 @@ from cqrs_kombu import _filesystem
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel"})
 DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
+REDIS_DEFAULTS: dict[str, Any] = {
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+    # What a dead (SIGKILLed, OOM-killed) consumer held comes back after this many seconds
+    # (kombu: 1 h). Live consumers renew their holdings, so it only bounds crash recovery
+    # and the length of one handler call (a longer one is redelivered: a duplicate).
+    "visibility_timeout": 60,
+    # A consumer killed during a restore sweep blocks other sweeps this long (kombu: 300 s).
+    "unacked_mutex_expire": 30,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +66,7 @@ def backend_from_options(options: Mapping[str, Any]) -> Backend:
         transport_options["confirm_publish"] = True
     elif scheme in REDIS_SCHEMES:
         kind = "redis"
-        transport_options.update(socket_connect_timeout=5, socket_timeout=30)
+        transport_options.update(REDIS_DEFAULTS)
     elif scheme == "filesystem":
         kind = "filesystem"
         transport_options.update(_filesystem_options(url, user_options))

@@ -26,9 +26,16 @@ class DelayScheduler:
     """Moves due messages from the delay queue back to the replica queue."""
 
     def __init__(
-        self, channel: Any, queue: Queue, move: Callable[[Any], None], *, capacity: int
+        self,
+        channel: Any,
+        queue: Queue,
+        move: Callable[[Any], None],
+        *,
+        capacity: int,
+        take: Callable[[int], list[Any]] | None = None,
     ) -> None:
         self._bound = queue(channel)
+        self._take = take or self._get_one
         self._move = move
         self._capacity = capacity
         self._held: list[tuple[float, int, Any]] = []
@@ -50,16 +57,20 @@ class DelayScheduler:
         if now >= self._next_fetch:
             self._next_fetch = now + _FETCH_EVERY
             while len(self._held) < self._capacity:
-                message = self._bound.get(no_ack=False)
-                if message is None:
+                taken = self._take(self._capacity - len(self._held))
+                for message in taken:
+                    heapq.heappush(self._held, (_due(message), next(self._seq), message))
+                if not taken:
                     break
-                due = _due(message)
-                heapq.heappush(self._held, (due, next(self._seq), message))
         wall = time.time()
         while self._held and self._held[0][0] <= wall:
             _, _, message = heapq.heappop(self._held)
             self._move(message)
             message.ack()
+
+    def _get_one(self, limit: int) -> list[Any]:
+        message = self._bound.get(no_ack=False)
+        return [] if message is None else [message]
 
 
 def _due(message: Any) -> float:

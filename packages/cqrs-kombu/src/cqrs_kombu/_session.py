@@ -17,6 +17,7 @@ from kombu import Connection, Consumer
 from cqrs_core import routing
 from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from cqrs_kombu._delay import DUE_HEADER, ID_HEADER, DelayScheduler
+from cqrs_kombu._redis import AtomicTaker, Leases
 from cqrs_kombu._sender import Sender
 from cqrs_kombu._topology import Topology, replica_topology
 
@@ -29,6 +30,7 @@ ROUTING_KEY_HEADER = "x-cqrs-routing-key"
 """Original routing key of a message we moved straight into a queue (release, restore)."""
 DEAD_AT_HEADER = "x-cqrs-dead-at"
 _IDLE_WAIT = 0.5
+_POLL_MIN, _POLL_MAX = 0.005, 0.1
 _RELEASE_PAUSE = 0.2
 
 
@@ -45,52 +47,97 @@ class Session:
         self.connection: Connection = transport.connect()
         self._buffer: list[Any] = []
         channel = self.connection.channel()
+        self.channel = channel
         for queue in (self.topology.main, self.topology.dead, self.topology.delayed):
             queue(channel).declare()
         self.sender = Sender(self.connection, self.topology.exchange, amqp=transport.backend.is_amqp)
+        delay_channel = self.connection.channel()
+        self.polling = transport.backend.kind == "redis"
+        self.leases: Leases | None = None
+        self.taker: AtomicTaker | None = None
+        take_delayed = None
+        if self.polling:
+            # No kombu Consumer (no BRPOP left outstanding): see `_redis`.
+            self.taker = AtomicTaker(
+                channel, self.own_queue, prepare=self._pin, on_malformed=self._dead_raw
+            )
+            take_delayed = AtomicTaker(
+                delay_channel, self.topology.delayed.name, on_malformed=self._dead_raw
+            ).take
+            self.leases = Leases([channel, delay_channel])
         self.scheduler = DelayScheduler(
-            self.connection.channel(),
+            delay_channel,
             self.topology.delayed,
             self._move_due,
             capacity=transport.delay_capacity,
+            take=take_delayed,
         )
-        self.consumer = Consumer(
-            channel,
-            queues=[self.topology.main],
-            on_message=self._buffer.append,
-            no_ack=False,
-            prefetch_count=self.common.prefetch_count,
-        )
-        self.consumer.consume()
-        self.channel = channel
-        if not transport.backend.is_amqp:
-            _pin_to_queue(channel, self.topology.main.name)
+        if not self.polling:
+            self.consumer = Consumer(
+                channel,
+                queues=[self.topology.main],
+                on_message=self._buffer.append,
+                no_ack=False,
+                prefetch_count=self.common.prefetch_count,
+            )
+            self.consumer.consume()
+            if not transport.backend.is_amqp:
+                _pin_to_queue(channel, self.topology.main.name)
 
     # -- loop ------------------------------------------------------------------------------
 
     def run(self, handler: Handler, on_tick: Callable[[], None] | None) -> None:
         """Drain, dispatch and settle until the transport is stopped."""
         limit = max(1, min(self.common.batch_size, self.common.prefetch_count))
+        collect = self._poll if self.polling else self._collect
         while not self.transport.stopping:
-            self._drain(min(_IDLE_WAIT, self.scheduler.seconds_to_next_due()))
+            if self.leases is not None:
+                self.leases.maintain()
+            collect(limit, min(_IDLE_WAIT, self.scheduler.seconds_to_next_due()))
             if self._buffer:
-                deadline = time.monotonic() + self.common.batch_timeout
-                while len(self._buffer) < limit and not self.transport.stopping:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._drain(remaining)
                 batch, self._buffer[:] = list(self._buffer), []
                 self._handle(handler, batch)
             self.scheduler.tick()
             if on_tick is not None:
                 on_tick()
 
+    def _collect(self, limit: int, idle: float) -> None:
+        """Consumer backends: wait up to `idle` for a message, then up to the batch timeout."""
+        self._drain(idle)
+        if self._buffer:
+            deadline = time.monotonic() + self.common.batch_timeout
+            while len(self._buffer) < limit and not self.transport.stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._drain(remaining)
+
     def _drain(self, timeout: float) -> None:
         try:
             self.connection.drain_events(timeout=max(timeout, 0.001))
         except TimeoutError:
             pass
+
+    def _poll(self, limit: int, idle: float) -> None:
+        """Redis: non-blocking atomic takes, sleeping 5 ms doubling to 100 ms while empty."""
+        assert self.taker is not None
+        started = time.monotonic()
+        deadline = started + idle
+        pause = _POLL_MIN
+        while not self.transport.stopping:
+            had = len(self._buffer)
+            self._buffer += self.taker.take(limit - had)
+            if len(self._buffer) >= limit:
+                return
+            now = time.monotonic()
+            if self._buffer and not had:
+                deadline = now + self.common.batch_timeout  # the batch starts filling
+            if now >= deadline:
+                return
+            if len(self._buffer) > had:
+                pause = _POLL_MIN
+            self.transport.wait(min(pause, deadline - now))
+            pause = min(pause * 2, _POLL_MAX)
 
     def _handle(self, handler: Handler, batch: list[Any]) -> None:
         inbound = [
@@ -106,6 +153,17 @@ class Session:
     def _target(self, message: Any) -> str | None:
         key = _routing_key(message)
         return self.own_queue if key.startswith(self._directed_prefix) else None
+
+    def _pin(self, raw: dict[str, Any]) -> None:
+        pin_payload(raw, self.own_queue)
+
+    def _dead_raw(self, item: bytes) -> None:
+        """A queue entry that is not a kombu envelope: keep it, as a dead letter."""
+        headers = {
+            "x-cqrs-dead-reason": "not a kombu message envelope",
+            DEAD_AT_HEADER: f"{time.time():.6f}",
+        }
+        self.sender.direct(item, self.topology.dead.name, headers=headers)
 
     # -- settling --------------------------------------------------------------------------
 
@@ -170,8 +228,8 @@ class Session:
     def close(self, *, graceful: bool) -> None:
         """Close the connection; what was taken but not settled goes back to our queue.
 
-        The consumer is not cancelled first: kombu's Redis channel reads an in-flight BRPOP
-        on close, and with no consumer left it would mis-route that message.
+        The consumer (AMQP, filesystem) is not cancelled first, and Redis has none: kombu's
+        channel close gives back everything recorded as unacknowledged, batch and held retries.
         """
         if graceful:
             try:
@@ -184,26 +242,30 @@ class Session:
 
 
 def _pin_to_queue(channel: Any, queue: str) -> None:
-    """Make kombu give unsettled messages back to `queue` alone.
-
-    kombu's virtual transports restore an unacknowledged message (on close, after the Redis
-    visibility timeout, on requeue) by routing it through the exchange again, which would copy
-    a broadcast into every replica's queue. Each delivery is re-addressed to `queue` through
-    the default exchange before kombu records it, keeping the original key in a header.
-    """
+    """Make kombu give unsettled messages back to `queue` alone (see `pin_payload`)."""
     callbacks = channel.connection._callbacks
     inner = callbacks[queue]
 
     def pinned(raw: dict[str, Any]) -> Any:
-        info = raw.setdefault("properties", {}).setdefault("delivery_info", {})
-        if info.get("exchange"):
-            headers = raw.get("headers") or {}
-            headers.setdefault(ROUTING_KEY_HEADER, info.get("routing_key") or "")
-            raw["headers"] = headers
-            info["exchange"], info["routing_key"] = "", queue
+        pin_payload(raw, queue)
         return inner(raw)
 
     callbacks[queue] = pinned
+
+
+def pin_payload(raw: dict[str, Any], queue: str) -> None:
+    """Re-address a delivery to `queue` through the default exchange, keeping its key.
+
+    kombu's virtual transports restore an unacknowledged message (on close, after the Redis
+    visibility timeout, on requeue) by routing it through the exchange again, which would copy
+    a broadcast into every replica's queue. The original key goes into a header.
+    """
+    info = raw.setdefault("properties", {}).setdefault("delivery_info", {})
+    if info.get("exchange"):
+        headers = raw.get("headers") or {}
+        headers.setdefault(ROUTING_KEY_HEADER, info.get("routing_key") or "")
+        raw["headers"] = headers
+        info["exchange"], info["routing_key"] = "", queue
 
 
 def _body(message: Any) -> bytes:

@@ -67,3 +67,34 @@ def queue_family(queue: str) -> list[str]:
     for base in (queue, f"{queue}_other"):
         names += [base, f"dead_letter_{base}", f"delayed_{base}"]
     return names
+
+
+def consume_to_file(options: dict, path: str, pause: float) -> None:
+    """Consume forever, appending the pk of every applied message to `path` (one a line).
+
+    Each batch sleeps `pause` seconds first (a slow database), so a test can SIGKILL this
+    process while a batch is being applied and new messages keep arriving.
+    """
+    import time
+
+    from cqrs_core.messages import Outcome
+    from cqrs_core.testing.suite import IDS
+    from cqrs_kombu import KombuTransport
+
+    transport = KombuTransport(options)
+    with open(path, "a", encoding="ascii") as out:
+
+        def handler(payloads: list) -> list:
+            time.sleep(pause)
+            out.write("".join(f"{p.instance_pk}\n" for p in payloads))
+            out.flush()
+            return [Outcome.applied()] * len(payloads)
+
+        transport.consume(handler, cqrs_ids=IDS, on_ready=lambda: print("ready", flush=True))
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    consume_to_file(json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]))

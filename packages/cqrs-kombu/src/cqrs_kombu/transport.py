@@ -39,7 +39,9 @@ class KombuTransport(BaseTransport):
     Options (the `CQRS` mapping): `url` (any kombu URL, e.g. `amqp://...`, `redis://...`,
     `filesystem:///srv/cqrs`), `transport_options` (passed to kombu; for filesystem also
     `data_folder_in`/`data_folder_out`/`control_folder`/`processed_folder`),
-    `consumer_prefetch_count`, `connect_timeout`, and the common CQRS keys.
+    `consumer_prefetch_count`, `connect_timeout`, and the common CQRS keys. On Redis,
+    `transport_options['visibility_timeout']` (default 60 s) is how long a dead consumer's
+    messages stay invisible before they are given back.
     """
 
     name = "kombu"

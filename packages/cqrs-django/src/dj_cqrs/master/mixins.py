@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
+from django.db.models import sql
 from django.db.models.expressions import Combinable, F
 
 from dj_cqrs import conf
@@ -24,6 +25,27 @@ from dj_cqrs.outbox.settings import outbox_settings
 
 _SAVE_ARGS = ("force_insert", "force_update", "using", "update_fields")
 _CQRS_FIELDS = frozenset({"cqrs_revision", "cqrs_updated"})
+_RETURNING_UPDATE = frozenset({"postgresql", "sqlite"})
+"""Backends with `UPDATE ... RETURNING` (SQLite from 3.35, as INSERT ... RETURNING)."""
+
+_auto_update: tuple[int, bool] = (-1, False)
+
+
+def _auto_update_fields() -> bool:
+    """`conf.auto_update_fields()`, read once per settings generation (saves are hot)."""
+    global _auto_update
+    generation = conf.generation()
+    if _auto_update[0] != generation:
+        _auto_update = (generation, conf.auto_update_fields())
+    return _auto_update[1]
+
+
+def _expression_for(values: Any, attname: str) -> Any:
+    """The field of `attname` if the UPDATE `values` set it to an SQL expression."""
+    for field, _model, value in values:
+        if field.attname == attname and hasattr(value, "resolve_expression"):
+            return field
+    return None
 
 
 class RawMasterMixin(models.Model, metaclass=MasterMeta):
@@ -67,7 +89,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         update_fields = kwargs.get("update_fields")
         if update_cqrs_fields is None:
-            update_cqrs_fields = conf.auto_update_fields()
+            update_cqrs_fields = _auto_update_fields()
 
         in_atomic = transaction.get_connection(using).in_atomic_block
         if in_atomic:
@@ -101,6 +123,49 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         self.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(self)
 
     save.alters_data = True  # type: ignore[attr-defined]
+
+    def _do_update(
+        self,
+        base_qs: models.QuerySet[Any],
+        using: str,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: bool,
+    ) -> bool:
+        """Django's UPDATE of a save, reading the new `cqrs_revision` back with RETURNING.
+
+        The revision is incremented in SQL (`F() + 1`: concurrent saves never reuse one), so its
+        new value must be read back; on PostgreSQL and SQLite 3.35+ the UPDATE itself returns
+        it instead of a `refresh_from_db()` SELECT after every save.
+        """
+        revision = _expression_for(values, "cqrs_revision")
+        connection = connections[using]
+        if (
+            revision is None
+            or self._meta.select_on_save
+            or connection.vendor not in _RETURNING_UPDATE
+            or not connection.features.can_return_rows_from_bulk_insert
+        ):
+            return super()._do_update(  # type: ignore[misc, no-any-return]
+                base_qs, using, pk_val, values, update_fields, forced_update
+            )
+        query = base_qs.filter(pk=pk_val).query.chain(sql.UpdateQuery)
+        query.add_update_fields(values)
+        query.annotations = {}
+        statement, params = query.get_compiler(using).as_sql()
+        if not statement or query.related_updates:  # not one plain UPDATE: Django's way
+            return super()._do_update(  # type: ignore[misc, no-any-return]
+                base_qs, using, pk_val, values, update_fields, forced_update
+            )
+        column = connection.ops.quote_name(revision.column)
+        with connection.cursor() as cursor:
+            cursor.execute(f"{statement} RETURNING {column}", params)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        self.__dict__[revision.attname] = row[0]
+        return True
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:

@@ -8,7 +8,8 @@ event: a later save replaces the earlier snapshot, and the revision is increment
 
 With the outbox (`CQRS['master']['publish'] = 'outbox'`, the default) every event is also
 written to the outbox table as it is queued, in the same transaction and savepoint (a replaced
-snapshot replaces its row), and the on-commit callback only runs the fast path.
+snapshot replaces its row), and the on-commit callback only queues the rows for the background
+publisher (`dj_cqrs.outbox.fast_path`): nothing on the request's critical path after commit.
 """
 
 from __future__ import annotations
@@ -58,31 +59,37 @@ class Group:
         return old
 
     def __call__(self) -> None:
-        """The on-commit callback: publish the group (errors are logged, never raised)."""
-        from dj_cqrs.master.publish import publish
+        """The on-commit callback: hand the group over (errors are logged, never raised).
 
+        Stored events go to the background publisher as they are (it sets `expires` when it
+        sends them); events without an outbox row (`'on_commit'` mode) are published here.
+        """
         self.done = True
         entries, self.entries = list(self.entries.values()), {}
         for entry in entries:
             reset = getattr(entry.instance, "reset_cqrs_saves_count", None)
             if reset is not None:
                 reset()
-        expires = expires_in(conf.message_ttl())
-        stored = sorted((e for e in entries if e.outbox_id is not None), key=_outbox_order)
+        stored = [(e.outbox_id, e.payload) for e in entries if e.outbox_id is not None]
         if stored:
             from dj_cqrs.outbox.fast_path import publish_fresh
 
-            fresh = [(e.outbox_id, dataclasses.replace(e.payload, expires=expires)) for e in stored]
-            publish_fresh(self.using, fresh)  # type: ignore[arg-type]
+            if len(stored) > 1:
+                stored.sort(key=_first)
+            publish_fresh(self.using, stored)  # type: ignore[arg-type]
+        if len(stored) == len(entries):
+            return
+        from dj_cqrs.master.publish import publish
+
+        expires = expires_in(conf.message_ttl())
         plain = [
             dataclasses.replace(e.payload, expires=expires) for e in entries if e.outbox_id is None
         ]
-        if plain:
-            publish(plain, self.using)
+        publish(plain, self.using)
 
 
-def _outbox_order(entry: Entry) -> int:
-    return entry.outbox_id or 0
+def _first(item: tuple[Any, ...]) -> Any:
+    return item[0]
 
 
 def _merge(old: Entry, new: Entry) -> Entry:

@@ -1,21 +1,43 @@
-"""Right after commit, the committing process sends its fresh rows and marks them sent.
+"""After commit, a per-process background publisher sends the fresh rows and marks them sent.
 
-The broker call runs on a small per-process thread pool so that the committing thread waits at
-most `publish_timeout` seconds, whatever the transport does. A failure pauses the fast path of
-this process for `pause_after_failure` seconds: while the broker is down, requests only write
-their rows, which the relay sends later. Nothing here raises into user code.
+The committing thread only appends the committed row ids (with the events it still holds in
+memory) to a queue and returns: no broker call, no database statement and no waiting on the
+request's critical path. One daemon thread per process drains the queue in batches: one
+`produce_many` (the transport pipelines the confirms), then ONE statement that deletes the batch
+(or stamps `sent_at` when `keep_days` > 0). Whatever it cannot send (broker down or slow, the
+settings changed, the process exits) stays in the outbox, noted for the relay, which sends it.
+A failure pauses this process's publisher for `pause_after_failure` seconds, during which new
+rows are left to the relay at once. Nothing here raises into user code.
+
+Order. No query checks for older unsent events of the same row before sending: per-row order
+across processes (and behind rows left to the relay) is the relay's job, and the relay keeps
+it. A fresh event may therefore overtake an older event of the same row that sits in the outbox
+(the broker was down when the older one committed, or another process was killed before
+sending it). That is harmless: every event of a row carries the row's `cqrs_revision`, which
+grows with each committed change, and a replica applies an event only if its revision is newer
+than the one it holds (a DELETE leaves a tombstone with its revision), so the overtaken older
+event arrives later and is skipped as stale; the replica ends in the newest state either way.
+Within one process the queue is FIFO, so one thread's commits go out in commit order.
+
+Fork: the thread and the queue belong to the process that started them; a child starts with an
+empty queue and its own thread on first use (what the parent had queued is the parent's).
+Exit: `atexit` flushes for at most `publish_timeout` seconds; the rest is the relay's.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import atexit
+import collections
+import dataclasses
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
 
-from cqrs_core.payload import TransportPayload
+from django.db import connections
+
+from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.outbox import notify, rows
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
@@ -23,61 +45,154 @@ from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
 logger = logging.getLogger("django-cqrs")
 
 Fresh = tuple[int, TransportPayload]
-"""(outbox row id, the event with its `expires` set)."""
+"""(outbox row id, the event as stored: `expires` is set when it is sent)."""
+
+_Item = tuple[str, int, int, TransportPayload]
+"""(database alias, settings generation at commit, row id, event)."""
+
+_IDLE_CLOSE = 0.5
+"""Seconds without work after which the publisher closes its database connections."""
+
+_LINGER = 0.005
+"""Seconds the publisher waits for more events once one arrived (batches, not wake-ups)."""
 
 
-class _State:
+class _Publisher:
+    """The queue and thread of one process."""
+
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pid = 0
-        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.pid = os.getpid()
+        lock = threading.Lock()
+        self.cond = threading.Condition(lock)
+        """Signalled when work arrives (the publisher thread waits on it)."""
+        self.settled = threading.Condition(lock)
+        """Signalled when a batch is settled (`flush` waits on it)."""
+        self.queue: collections.deque[_Item] = collections.deque()
+        self.busy = 0
+        """Items taken from the queue and not yet settled (sent or left to the relay)."""
+        self.thread: threading.Thread | None = None
         self.paused_until = 0.0
         self.paused_generation = -1
+        self.batches = 0
+        self.items = 0
 
+    # -- committing threads -------------------------------------------------------------------
 
-_state = _State()
+    def submit(self, items: list[_Item]) -> None:
+        with self.cond:
+            first = not self.queue
+            self.queue.extend(items)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="cqrs-publisher", daemon=True)
+                self.thread.start()
+            if first or len(self.queue) >= _batch_size():
+                self.cond.notify()
 
+    def flush(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.settled:
+            while self.queue or self.busy:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.settled.wait(left)
+        return True
 
-def _executor(threads: int) -> concurrent.futures.ThreadPoolExecutor:
-    pid = os.getpid()
-    with _state.lock:
-        if _state.executor is None or _state.pid != pid:  # threads do not survive fork()
-            _state.executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=threads, thread_name_prefix="cqrs-publish"
+    # -- the publisher thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        connected = False
+        while True:
+            with self.cond:
+                if not self.queue:
+                    self.cond.wait(_IDLE_CLOSE if connected else None)
+                size = _batch_size()
+                if self.queue and len(self.queue) < size:  # let a batch gather: fewer wake-ups
+                    self.cond.wait(_LINGER)
+                batch = [self.queue.popleft() for _ in range(min(size, len(self.queue)))]
+                self.busy = len(batch)
+            if not batch:  # idle: hold no database session between bursts
+                connected = False
+                connections.close_all()
+                continue
+            try:
+                connected = True
+                self._settle(batch)
+                self.batches += 1
+                self.items += len(batch)
+            except Exception:  # the rows are committed and safe; the relay sends them
+                logger.exception("CQRS outbox publisher failed; the relay will send the events")
+            finally:
+                with self.cond:
+                    self.busy = 0
+                    self.settled.notify_all()
+
+    def _settle(self, batch: list[_Item]) -> None:
+        settings = outbox_settings()
+        generation = conf.generation()
+        by_db: dict[str, list[Fresh]] = {}
+        stale: dict[str, list[int]] = {}
+        for using, gen, row_id, payload in batch:
+            if gen == generation:
+                by_db.setdefault(using, []).append((row_id, payload))
+            else:  # committed under other CQRS settings: this transport is not theirs
+                stale.setdefault(using, []).append(row_id)
+        for using, ids in stale.items():
+            _leave(using, ids, "left to the relay: the CQRS settings changed", settings)
+        for using, fresh in by_db.items():
+            self._send(using, fresh, settings)
+
+    def _send(self, using: str, fresh: list[Fresh], settings: OutboxSettings) -> None:
+        ids = [row_id for row_id, _ in fresh]
+        if self.paused():
+            _leave(using, ids, "left to the relay: the broker failed recently", settings)
+            return
+        expires = expires_in(conf.message_ttl())
+        payloads = [dataclasses.replace(p, expires=expires) for _, p in fresh]
+        try:
+            _produce(payloads)
+        except Exception as exc:  # noqa: BLE001  (the relay sends them)
+            self.pause(settings.pause_after_failure)
+            error = f"{type(exc).__name__}: {exc}"
+            logger.error(
+                "CQRS could not publish %d event(s) after commit (%s); they stay in the outbox "
+                "and `manage.py cqrs_relay` sends them when the broker is back.",
+                len(ids),
+                error,
             )
-            _state.pid = pid
-            _state.paused_until = 0.0
-        return _state.executor
+            _leave(using, ids, f"fast path failed: {error}", settings)
+            return
+        try:
+            rows.mark_sent(using, ids, settings.keep_days)
+        except Exception:  # sent but not marked: the relay sends them again (duplicates only)
+            logger.exception("CQRS could not mark %d sent outbox row(s)", len(ids))
+            connections[using].close_if_unusable_or_obsolete()
+
+    # -- pause --------------------------------------------------------------------------------
+
+    def paused(self) -> bool:
+        return time.monotonic() < self.paused_until and self.paused_generation == conf.generation()
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = time.monotonic() + seconds
+        self.paused_generation = conf.generation()
 
 
-def paused() -> bool:
-    """True while this process leaves new rows to the relay after a failure.
-
-    A changed CQRS setting (a new transport) ends the pause.
-    """
-    return time.monotonic() < _state.paused_until and _state.paused_generation == conf.generation()
-
-
-def resume() -> None:
-    """End a pause now (tests; or after the broker is known to be back)."""
-    _state.paused_until = 0.0
+def _batch_size() -> int:
+    try:
+        return outbox_settings().batch_size
+    except Exception:  # noqa: BLE001  (invalid settings are reported by checks)
+        return 200
 
 
-def _pause(seconds: float) -> None:
-    _state.paused_until = time.monotonic() + seconds
-    _state.paused_generation = conf.generation()
-
-
-def _produce(payloads: Sequence[TransportPayload], deadline: float) -> None:
-    """Worker thread: publish, retrying once on a new connection if time allows."""
+def _produce(payloads: Sequence[TransportPayload]) -> None:
+    """Publish on this thread's transport, once more on a new connection if the first fails."""
     try:
         conf.get_transport().produce_many(payloads)
         return
     except Exception as exc:
         _drop_thread_transport()
-        if time.monotonic() >= deadline:
-            raise
-        logger.info("CQRS fast path publish failed (%s); retrying on a new connection", exc)
+        logger.info("CQRS publish failed (%s); retrying on a new connection", exc)
     try:
         conf.get_transport().produce_many(payloads)
     except Exception:
@@ -92,63 +207,89 @@ def _drop_thread_transport() -> None:
         logger.debug("Closing the failed CQRS transport raised", exc_info=True)
 
 
-def send(payloads: Sequence[TransportPayload], settings: OutboxSettings) -> str | None:
-    """Publish within `publish_timeout`; None on success, else why it failed."""
-    timeout = settings.publish_timeout
-    deadline = time.monotonic() + timeout / 2
-    try:
-        future = _executor(settings.publisher_threads).submit(_produce, payloads, deadline)
-        future.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
-        return f"the broker did not confirm within publish_timeout={timeout:g}s"
-    except Exception as exc:  # noqa: BLE001  (never raise into user code)
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def publish_fresh(using: str, fresh: Sequence[Fresh]) -> bool:
-    """Send rows just committed on `using` and mark them sent; True if they were sent.
-
-    Rows are left to the relay (never lost) when the fast path is off or paused, when an
-    earlier event of one of their rows is still unsent (sending now would overtake it), or
-    when the broker fails or is slow.
-    """
-    if not fresh:
-        return True
-    try:
-        settings = outbox_settings()
-        ids = [row_id for row_id, _ in fresh]
-        if not settings.fast_path:
-            return False
-        if paused():
-            _leave(using, ids, "left to the relay: the broker failed recently", settings)
-            return False
-        keys = {(p.cqrs_id, str(p.instance_pk)) for _, p in fresh}
-        if rows.any_earlier_pending(using, keys, before=min(ids)):
-            _leave(using, ids, "left to the relay: an earlier event of the row is unsent", settings)
-            return False
-        error = send([p for _, p in fresh], settings)
-        if error is not None:
-            _pause(settings.pause_after_failure)
-            logger.error(
-                "CQRS could not publish %d event(s) after commit (%s); they stay in the outbox "
-                "and `manage.py cqrs_relay` sends them when the broker is back.",
-                len(ids),
-                error,
-            )
-            _leave(using, ids, f"fast path failed: {error}", settings)
-            return False
-        rows.mark_sent(using, ids, settings.keep_days)
-        return True
-    except Exception:  # the data is committed and the rows are safe: never raise into user code
-        logger.exception("CQRS outbox fast path failed; the relay will send the events")
-        return False
-
-
 def _leave(using: str, ids: Sequence[int], reason: str, settings: OutboxSettings) -> None:
+    """Note why rows were left (the relay takes them without waiting `grace`) and wake it."""
     try:
         rows.mark_left(using, ids, reason)
     except Exception:
         logger.debug("CQRS could not note why rows were left to the relay", exc_info=True)
+        connections[using].close_if_unusable_or_obsolete()
     if settings.notify:
         notify.notify(using)
+
+
+_lock = threading.Lock()
+_publisher: _Publisher | None = None
+
+
+def _current() -> _Publisher:
+    global _publisher
+    publisher = _publisher
+    if publisher is None or publisher.pid != os.getpid():  # threads do not survive fork()
+        with _lock:
+            publisher = _publisher
+            if publisher is None or publisher.pid != os.getpid():
+                publisher = _publisher = _Publisher()
+    return publisher
+
+
+def publish_fresh(using: str, fresh: Sequence[Fresh]) -> None:
+    """Queue rows just committed on `using` for the publisher; returns at once.
+
+    With the fast path off the rows are simply left to the relay (after `grace`).
+    """
+    if not fresh:
+        return
+    try:
+        settings = outbox_settings()
+        if not settings.fast_path:
+            return
+        publisher = _current()
+        generation = conf.generation()
+        publisher.submit([(using, generation, row_id, payload) for row_id, payload in fresh])
+    except Exception:  # the data is committed and the rows are safe: never raise into user code
+        logger.exception("CQRS outbox fast path failed; the relay will send the events")
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until this process's publisher has settled everything queued so far.
+
+    Settled means sent and marked sent, or left to the relay. Returns False if `timeout`
+    seconds passed first. Tests call it before they look at the broker.
+    """
+    publisher = _publisher
+    if publisher is None or publisher.pid != os.getpid():
+        return True
+    return publisher.flush(timeout)
+
+
+def paused() -> bool:
+    """True while this process leaves new rows to the relay after a failure.
+
+    A changed CQRS setting (a new transport) ends the pause.
+    """
+    publisher = _publisher
+    return publisher is not None and publisher.pid == os.getpid() and publisher.paused()
+
+
+def resume() -> None:
+    """End a pause now (tests; or after the broker is known to be back)."""
+    publisher = _publisher
+    if publisher is not None:
+        publisher.paused_until = 0.0
+
+
+def _flush_at_exit() -> None:
+    try:
+        timeout = outbox_settings().publish_timeout
+    except Exception:  # noqa: BLE001
+        timeout = 1.0
+    if not flush(timeout):
+        logger.warning(
+            "CQRS: events committed just before exit were not sent within %gs; "
+            "`manage.py cqrs_relay` sends them.",
+            timeout,
+        )
+
+
+atexit.register(_flush_at_exit)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Sequence
+from typing import Any
 
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -45,10 +47,77 @@ def write(using: str, payloads: Sequence[TransportPayload]) -> list[int]:
     """INSERT one row per payload in the current transaction (one statement); their ids."""
     if not payloads:
         return []
-    now = timezone.now()
-    rows = [row_for(payload, now) for payload in payloads]
-    OutboxEvent.objects.using(using).bulk_create(rows)
-    return [row.id for row in rows]
+    connection = connections[using]
+    if not connection.features.can_return_rows_from_bulk_insert:
+        now = timezone.now()
+        objs = [row_for(payload, now) for payload in payloads]
+        OutboxEvent.objects.using(using).bulk_create(objs)
+        return [obj.id for obj in objs]
+    return _insert_returning(connection, payloads)
+
+
+_COLUMNS = (
+    "cqrs_id",
+    "instance_pk",
+    "signal_type",
+    "queue",
+    "body",
+    "created_at",
+    "attempts",
+    "last_error",
+    "claimed_by",
+)
+_sql_cache: dict[tuple[str, int], str] = {}
+
+
+def _insert_sql(connection: Any, count: int) -> str:
+    key = (connection.vendor, count)
+    sql = _sql_cache.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(c) for c in _COLUMNS)
+        one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+        sql = (
+            f"INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) VALUES "
+            f"{', '.join([one] * count)} RETURNING {quote('id')}"
+        )
+        if count <= 64:
+            _sql_cache[key] = sql
+    return sql
+
+
+def _insert_returning(connection: Any, payloads: Sequence[TransportPayload]) -> list[int]:
+    """The INSERT of `bulk_create` without its per-object overhead (PostgreSQL, SQLite 3.35+,
+    MariaDB 10.5+): the rows are known to be plain text and one timestamp."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    dumps = codec.dumps
+    ids: list[int] = []
+    for start in range(0, len(payloads), _INSERT_CHUNK):
+        chunk = payloads[start : start + _INSERT_CHUNK]
+        params: list[Any] = []
+        for payload in chunk:
+            body = payload.to_dict()
+            body["expires"] = None  # set again when sent
+            params += (
+                payload.cqrs_id,
+                str(payload.instance_pk),
+                payload.signal_type.value,
+                payload.queue,
+                dumps(body),
+                now,
+                0,
+                "",
+                "",
+            )
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_sql(connection, len(chunk)), params)
+            # RETURNING order is not promised; ids grow in VALUES order within one statement.
+            ids += sorted(row[0] for row in cursor.fetchall())
+    return ids
+
+
+_INSERT_CHUNK = 100
+"""Rows per INSERT statement (9 parameters each: within every backend's parameter limit)."""
 
 
 def mark_sent(using: str, ids: Sequence[int], keep_days: float) -> int:
@@ -96,18 +165,3 @@ def earlier_pending(
         if key in keys and key not in first:
             first[key] = row_id
     return first
-
-
-def any_earlier_pending(using: str, keys: set[tuple[str, str]], *, before: int) -> bool:
-    """True if an unsent row of one of `keys` has an id below `before` (one indexed query)."""
-    if not keys:
-        return False
-    found = OutboxEvent.objects.using(using).filter(
-        sent_at__isnull=True, id__lt=before, cqrs_id__in={k[0] for k in keys}
-    )
-    if len(keys) == 1:
-        ((cqrs_id, instance_pk),) = keys
-        found = found.filter(cqrs_id=cqrs_id, instance_pk=instance_pk)
-    elif len(keys) <= _MAX_KEYS:
-        found = found.filter(instance_pk__in={k[1] for k in keys})
-    return found.exists()

@@ -35,7 +35,8 @@ class OutboxSettings:
     """How events leave the master.
 
     Attributes:
-        publish_timeout: Longest a committing thread waits for its fast-path publish.
+        publish_timeout: Longest the process waits at exit for its background publisher
+            (what is left is the relay's). Saves never wait for the broker.
         pause_after_failure: After a failed fast path, this process leaves new rows to the
             relay for that long instead of trying the broker again on every commit.
         grace: The relay leaves rows younger than this to the process that committed them.
@@ -45,7 +46,7 @@ class OutboxSettings:
             `SKIP LOCKED`); a crashed relay's rows are taken over after it.
         keep_days: Sent rows are deleted at once (0) or kept that many days.
         batch_size: Rows per relay batch.
-        publisher_threads: Threads that publish the fast path of this process.
+        publisher_threads: Accepted for compatibility; each process has one publisher thread.
         fast_path: False leaves every row to the relay.
         notify: Use PostgreSQL NOTIFY to wake relays when rows are left to them.
     """

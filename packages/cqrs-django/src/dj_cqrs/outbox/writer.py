@@ -25,6 +25,14 @@ def stage(using: str, group: Group, events: Sequence[tuple[Hashable, Entry]]) ->
     An event that replaces one already written at this savepoint level (the instance was saved
     again) deletes the older row, so a transaction leaves one row per instance, like one message.
     """
+    if len(events) == 1:  # a single save: the common case, without the bookkeeping below
+        ((key, entry),) = events
+        old = group.add(key, entry)
+        if old is not None and old.outbox_id is not None:
+            OutboxEvent.objects.using(using).filter(id=old.outbox_id)._raw_delete(using)
+        entry = group.entries[key]
+        (entry.outbox_id,) = rows.write(using, [entry.payload])
+        return
     written: dict[Hashable, Entry] = {}
     stale: list[int] = []
     for key, entry in events:
@@ -41,7 +49,7 @@ def stage(using: str, group: Group, events: Sequence[tuple[Hashable, Entry]]) ->
 
 
 def write_and_publish(using: str, payloads: Sequence[TransportPayload]) -> bool:
-    """Store `payloads` in the outbox on `using`, then send them once that has committed.
+    """Store `payloads` in the outbox on `using`, then queue them for sending after commit.
 
     Returns:
         True once they are stored (the relay sends them if the fast path cannot), False if
