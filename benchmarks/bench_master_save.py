@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "packages" / "cqrs-django" / "tests"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cqrs_testproject.settings")
 
-import django
-from django.conf import settings
-from django.test.utils import setup_test_environment
+import django  # noqa: E402  (the settings module must be on sys.path first)
+from django.conf import settings  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
 
 
 def main() -> None:

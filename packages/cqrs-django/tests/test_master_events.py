@@ -248,7 +248,10 @@ def test_broker_failure_after_commit_is_logged_not_raised(
     recorder: Any, caplog: Any, settings: Any
 ) -> None:
     # The old behaviour (no outbox): the event is lost and logged. test_outbox_* cover the outbox.
-    settings.CQRS = {**settings.CQRS, "master": {**settings.CQRS.get("master", {}), "publish": "on_commit"}}
+    settings.CQRS = {
+        **settings.CQRS,
+        "master": {**settings.CQRS.get("master", {}), "publish": "on_commit"},
+    }
     recorder.fail_next = 2  # the publish and its retry both fail
     with caplog.at_level(logging.WARNING, logger="django-cqrs"), transaction.atomic():
         author = Author.objects.create(name="Ann")

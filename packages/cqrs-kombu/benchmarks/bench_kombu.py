@@ -58,8 +58,14 @@ def raw_rate(transport: KombuTransport, n: int, body: bytes) -> tuple[float, flo
         producer = Producer(channel)
         started = time.perf_counter()
         for _ in range(n):
-            producer.publish(body, exchange=exchange, routing_key="bench_a",
-                             content_type="text/plain", content_encoding="utf-8", delivery_mode=2)
+            producer.publish(
+                body,
+                exchange=exchange,
+                routing_key="bench_a",
+                content_type="text/plain",
+                content_encoding="utf-8",
+                delivery_mode=2,
+            )
         publish = n / (time.perf_counter() - started)
         got = [0]
 
@@ -67,8 +73,12 @@ def raw_rate(transport: KombuTransport, n: int, body: bytes) -> tuple[float, flo
             message.ack()
             got[0] += 1
 
-        consumer = Consumer(conn.channel(), queues=[queue], on_message=on_message,
-                            prefetch_count=transport.common.prefetch_count)
+        consumer = Consumer(
+            conn.channel(),
+            queues=[queue],
+            on_message=on_message,
+            prefetch_count=transport.common.prefetch_count,
+        )
         consumer.consume()
         started = time.perf_counter()
         while got[0] < n:
@@ -112,7 +122,9 @@ def main(argv: list[str]) -> None:
     body = codec.encode(make_payload(1, "bench_a"))
     folder = tempfile.mkdtemp(prefix="bench_kombu_")
     print(f"{n} messages of {len(body)} bytes; messages/second")
-    print(f"{'backend':<11}{'raw publish':>13}{'raw consume':>13}{'ours publish':>14}{'ours consume':>14}")
+    print(
+        f"{'backend':<11}{'raw publish':>13}{'raw consume':>13}{'ours publish':>14}{'ours consume':>14}"
+    )
     try:
         for kind in kinds:
             options, cleanup = options_for(kind, folder)

@@ -78,8 +78,12 @@ def test_connection_cut_mid_batch_loses_nothing(proxied):
         return outcomes
 
     consume_until(
-        consumer, handler, lambda: len(set(recorder.pks())) >= total, cqrs_ids=IDS,
-        timeout=60, settle=0.5,
+        consumer,
+        handler,
+        lambda: len(set(recorder.pks())) >= total,
+        cqrs_ids=IDS,
+        timeout=60,
+        settle=0.5,
     )
     consumer.close()
     lost = set(range(1, total + 1)) - set(recorder.pks())
@@ -204,7 +208,9 @@ def test_redis_consumer_sigkilled_while_messages_arrive_loses_nothing(backend_op
     applied = _applied(path)
     lost = sorted(set(sent) - set(applied))
     copies = _redis_len(base, other)
-    print(f"sent {len(sent)}, applied {len(applied)}, lost {len(lost)}: {lost[:10]}; other {copies}")
+    print(
+        f"sent {len(sent)}, applied {len(applied)}, lost {len(lost)}: {lost[:10]}; other {copies}"
+    )
     assert lost == []
     assert copies == len(sent), "a restore went through the exchange again (fanned out)"
 

@@ -113,7 +113,10 @@ def test_amqp_retry_and_dead_letter_keys(amqp_setup):
     (record,) = [r for r in golden("pika") if r["case"] == "failing_original_save"]
     (dead_golden,) = [r for r in golden("pika") if r["case"] == "replica_dead_letter"]
     consumer = KombuTransport(
-        {**options, "replica": {"CQRS_MAX_RETRIES": 1, "CQRS_RETRY_DELAY": 0.2, "dead_message_ttl": 600}}
+        {
+            **options,
+            "replica": {"CQRS_MAX_RETRIES": 1, "CQRS_RETRY_DELAY": 0.2, "dead_message_ttl": 600},
+        }
     )
     consumer.declare(["golden_failing"])
     channel.queue_declare(spy, durable=False, auto_delete=True)
@@ -123,8 +126,11 @@ def test_amqp_retry_and_dead_letter_keys(amqp_setup):
     recorder = Recorder(lambda p, seen: Outcome.retry(reason="cqrs_create raised"))
     try:
         consume_until(
-            consumer, recorder, lambda: len(consumer.dead_letters()) == 1,
-            cqrs_ids=["golden_failing"], timeout=20,
+            consumer,
+            recorder,
+            lambda: len(consumer.dead_letters()) == 1,
+            cqrs_ids=["golden_failing"],
+            timeout=20,
         )
     finally:
         producer.close()
@@ -138,7 +144,15 @@ def test_amqp_retry_and_dead_letter_keys(amqp_setup):
     assert retried == original.replace(b'"retries":0', b'"retries":1')
     assert dead == retried
     assert json.loads(dead) == json.loads(dead_golden["body"]) | {
-        k: json.loads(dead)[k] for k in ("instance_data", "instance_pk", "expires", "correlation_id", "meta", "previous_data")
+        k: json.loads(dead)[k]
+        for k in (
+            "instance_data",
+            "instance_pk",
+            "expires",
+            "correlation_id",
+            "meta",
+            "previous_data",
+        )
     }
     assert seen[2].props["expiration"] == dead_golden["properties"]["expiration"] == "600000"
     assert seen[2].props["content_type"] == "text/plain"

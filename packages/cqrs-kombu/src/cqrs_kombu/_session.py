@@ -50,7 +50,9 @@ class Session:
         self.channel = channel
         for queue in (self.topology.main, self.topology.dead, self.topology.delayed):
             queue(channel).declare()
-        self.sender = Sender(self.connection, self.topology.exchange, amqp=transport.backend.is_amqp)
+        self.sender = Sender(
+            self.connection, self.topology.exchange, amqp=transport.backend.is_amqp
+        )
         delay_channel = self.connection.channel()
         self.polling = transport.backend.kind == "redis"
         self.leases: Leases | None = None
@@ -141,8 +143,7 @@ class Session:
 
     def _handle(self, handler: Handler, batch: list[Any]) -> None:
         inbound = [
-            Inbound(_body(message), queue=self._target(message), token=message)
-            for message in batch
+            Inbound(_body(message), queue=self._target(message), token=message) for message in batch
         ]
         settled = self.transport.dispatch(handler, inbound, cqrs_ids=self.ids)
         for item in settled:

@@ -102,8 +102,10 @@ class KombuTransport(BaseTransport):
     @staticmethod
     def _publish_all(sender: Sender, messages: Sequence[Outgoing]) -> None:
         for message in messages:
-            key = routing.directed_key(message.queue, message.cqrs_id) if message.queue else (
-                message.cqrs_id
+            key = (
+                routing.directed_key(message.queue, message.cqrs_id)
+                if message.queue
+                else (message.cqrs_id)
             )
             sender.publish(message.body, key, headers=message.headers)
 
@@ -164,7 +166,10 @@ class KombuTransport(BaseTransport):
                 graceful = False
                 logger.warning(
                     "CQRS kombu consumer lost %s (%s: %s); reconnecting in %.1f s",
-                    self._safe_url(), type(exc).__name__, exc, backoff,
+                    self._safe_url(),
+                    type(exc).__name__,
+                    exc,
+                    backoff,
                     exc_info=logger.isEnabledFor(logging.DEBUG),
                 )
             finally:

@@ -118,7 +118,6 @@ def use_recording(settings: Any, **master: Any) -> Iterator[Any]:
         unregister_transport(RecordingTransport.name)
 
 
-
 class RecordingFacade(FacadeBase):
     """A user-defined facade subclass, selectable by its dotted path."""
 
