@@ -22,7 +22,10 @@ from cqrs_testproject.master_app.testing import use_recording
 
 from cqrs_core import codec
 
-GOLDEN = Path("/work/shared/reference/golden/upstream-3.1.0.jsonl")
+# Captures of upstream django-cqrs 3.1.0, kept with cqrs-core's tests (one copy in the repo).
+GOLDEN = (
+    Path(__file__).resolve().parents[2] / "cqrs-core" / "tests" / "golden" / "upstream-3.1.0.jsonl"
+)
 IDS = {
     "product": "golden_product",
     "ticket": "golden_ticket",

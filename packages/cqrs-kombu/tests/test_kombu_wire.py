@@ -24,7 +24,10 @@ from cqrs_kombu._testing import (
     queue_family,
 )
 
-GOLDEN = Path("/work/shared/reference/golden/upstream-3.1.0.jsonl")
+# Captures of upstream django-cqrs 3.1.0, kept with cqrs-core's tests (one copy in the repo).
+GOLDEN = (
+    Path(__file__).resolve().parents[2] / "cqrs-core" / "tests" / "golden" / "upstream-3.1.0.jsonl"
+)
 KOMBU_AMQP_PROPS = {
     "content_type": "text/plain",
     "content_encoding": "utf-8",
