@@ -8,11 +8,12 @@ import os
 import threading
 from typing import Any
 
+import django
 import pytest
 from cqrs_testproject.master_app.models import Author, Product
 from cqrs_testproject.master_app.testing import use_recording
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -325,10 +326,19 @@ def test_checks_report_invalid_settings(settings: Any, master: dict[str, Any], t
     assert errors and errors[0].id == "cqrs.E101" and text in errors[0].msg
 
 
-def test_check_warns_when_grace_is_shorter_than_the_publish_timeout(settings: Any) -> None:
-    settings.CQRS = {**settings.CQRS, "master": {"outbox": {"grace": 0.1, "publish_timeout": 2}}}
-    assert [m.id for m in check_outbox_settings(None)] == ["cqrs.W101"]
-    settings.CQRS = {**settings.CQRS, "master": {}}
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="transaction_mode needs Django 5.1")
+def test_check_warns_about_sqlite_without_immediate_transactions(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = connections.settings["default"]
+    if not default["ENGINE"].endswith("sqlite3"):
+        pytest.skip("needs the SQLite test database")
+    monkeypatch.setitem(default, "OPTIONS", {**default["OPTIONS"], "transaction_mode": "IMMEDIATE"})
+    assert check_outbox_settings(None) == []
+    monkeypatch.setitem(default, "OPTIONS", {"timeout": 30})
+    (warning,) = check_outbox_settings(None)
+    assert warning.id == "cqrs.W101" and "IMMEDIATE" in warning.hint
+    settings.CQRS = {**settings.CQRS, "master": {"publish": "on_commit"}}
     assert check_outbox_settings(None) == []
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import django
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.db import connections
 
 from dj_cqrs import conf
-from dj_cqrs.outbox.settings import NUMBERS, problems
+from dj_cqrs.outbox.settings import problems
 
 
 @register("cqrs")
 def check_outbox_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    """Invalid `publish` mode or `outbox` options; a grace shorter than the publish timeout."""
+    """Invalid `publish` mode or `outbox` options; SQLite set up to fail under concurrent writes."""
     try:
         master = conf.master_settings()
     except Exception:  # reported by the main CQRS checks  # noqa: BLE001  (reported by the main checks)
@@ -22,16 +24,34 @@ def check_outbox_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
     ]
     if found:
         return found
-    section = master.get("outbox") or {}
-    grace = section.get("grace", NUMBERS["grace"])
-    timeout = section.get("publish_timeout", NUMBERS["publish_timeout"])
-    if grace < timeout:
-        found.append(
-            Warning(
-                f"CQRS['master']['outbox']['grace'] ({grace}s) is shorter than publish_timeout "
-                f"({timeout}s): relays may send events that a slow fast path sends too.",
-                hint="Make grace at least publish_timeout (duplicates are harmless but wasteful).",
-                id="cqrs.W101",
+    if master.get("publish", "outbox") == "outbox":
+        found.extend(_sqlite_warnings())
+    return found
+
+
+def _sqlite_warnings() -> list[CheckMessage]:
+    """SQLite files written by the request and by the outbox publisher at the same time.
+
+    With Django's default deferred transactions, a transaction that read first and then
+    writes fails at once with "database is locked" when another connection is writing;
+    IMMEDIATE transactions wait for the lock instead.
+    """
+    if django.VERSION < (5, 1):
+        return []
+    found: list[CheckMessage] = []
+    for alias in connections:
+        settings_dict = connections.settings[alias]
+        if not settings_dict.get("ENGINE", "").endswith("sqlite3"):
+            continue
+        mode = (settings_dict.get("OPTIONS") or {}).get("transaction_mode")
+        if str(mode).upper() != "IMMEDIATE":
+            found.append(
+                Warning(
+                    f"Database {alias!r} is SQLite with {mode or 'DEFERRED'} transactions; "
+                    "saves may fail with 'database is locked' while the outbox publisher or "
+                    "cqrs_relay writes to it.",
+                    hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
+                    id="cqrs.W101",
+                )
             )
-        )
     return found

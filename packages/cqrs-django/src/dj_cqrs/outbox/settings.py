@@ -15,7 +15,7 @@ ON_COMMIT = "on_commit"
 MODES = (OUTBOX, ON_COMMIT)
 
 NUMBERS: Mapping[str, float] = {
-    "publish_timeout": 1.0,
+    "publish_timeout": 5.0,
     "pause_after_failure": 5.0,
     "grace": 2.0,
     "poll_interval": 1.0,
