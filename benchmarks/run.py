@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -82,21 +83,15 @@ def broker(kind: str, bootstrap: str | None) -> Iterator[dict[str, Any]]:
     """CQRS settings (without the replica section) with names no one else uses; cleaned up."""
     tag = uuid.uuid4().hex[:10]
     if kind == "rabbitmq":
-        vhost = f"cqrs_bench_{tag}"
-        own_vhost = _rabbitmqctl("add_vhost", vhost) and _rabbitmqctl(
-            "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"
-        )
-        url = RABBIT_URL + (vhost if own_vhost else "%2F")
-        try:
+        from cqrs_rabbitmq.testing import temporary_vhost
+
+        with temporary_vhost("cqrs_bench") as vhost:
             yield {
                 "transport": "rabbitmq",
-                "url": url,
+                "url": RABBIT_URL + quote(vhost or "/", safe=""),
                 "exchange": f"bench_x_{tag}",
                 "queue": f"bench_q_{tag}",
             }
-        finally:
-            if own_vhost:
-                _rabbitmqctl("delete_vhost", vhost)
     elif kind == "kombu":
         prefix = f"cqrs_bench_{tag}:"
         try:
@@ -130,14 +125,6 @@ def broker(kind: str, bootstrap: str | None) -> Iterator[dict[str, Any]]:
             cleanup(bootstrap, prefix, [queue])
     else:
         raise SystemExit(f"unknown transport {kind!r}: use one of {', '.join(TRANSPORTS)}")
-
-
-def _rabbitmqctl(*args: str) -> bool:
-    try:
-        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
 
 
 # -- databases --------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -109,29 +108,11 @@ def _rabbitmq_up() -> None:
 def rabbitmq_url() -> Iterator[str]:
     """A fresh vhost (deleted afterwards) or, without rabbitmqctl, `/` with unique names."""
     _rabbitmq_up()
-    ctl = shutil.which("rabbitmqctl")
-    vhost = f"cqrs_demo_{uuid.uuid4().hex[:10]}"
-    created = False
-    if ctl:
-        made = subprocess.run(
-            [ctl, "add_vhost", vhost], check=False, capture_output=True, timeout=60
-        )
-        if made.returncode == 0:
-            subprocess.run(
-                [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            created = True
-    try:
-        # without a vhost of our own, the demo's default names are unique per run
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost if created else '%2F'}"
-    finally:
-        if created:
-            subprocess.run(
-                [ctl, "delete_vhost", vhost], check=False, capture_output=True, timeout=60
-            )
+    from cqrs_rabbitmq.testing import amqp_url, temporary_vhost
+
+    # without a vhost of our own, the demo's default names are unique per run
+    with temporary_vhost("cqrs_demo") as vhost:
+        yield amqp_url(vhost)
 
 
 @pytest.mark.broker("rabbitmq")

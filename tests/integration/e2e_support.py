@@ -58,26 +58,15 @@ def reachable(address: tuple[str, int]) -> bool:
     return False
 
 
-def _rabbitmqctl(*args: str) -> bool:
-    try:
-        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def rabbit_vhost() -> Iterator[str]:
     """A RabbitMQ vhost for the session (deleted at the end); "/" if rabbitmqctl is missing."""
     if not reachable(RABBIT):
         service_unavailable("RabbitMQ", f"{RABBIT[0]}:{RABBIT[1]}")
-    name = f"cqrs_e2e_{unique_name('v')[-10:]}"
-    created = _rabbitmqctl("add_vhost", name) and _rabbitmqctl(
-        "set_permissions", "-p", name, "guest", ".*", ".*", ".*"
-    )
-    yield name if created else "/"
-    if created:
-        _rabbitmqctl("delete_vhost", name)
+    from cqrs_rabbitmq.testing import temporary_vhost
+
+    with temporary_vhost("cqrs_e2e") as name:
+        yield name or "/"
 
 
 @pytest.fixture(scope="session")

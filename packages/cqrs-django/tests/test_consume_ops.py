@@ -43,26 +43,18 @@ WAIT = 60.0
 """Upper bound for anything to happen (a hang guard, never a speed assertion)."""
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[str]:
     try:
         socket.create_connection((HOST, PORT), timeout=3).close()
     except OSError as exc:
         service_unavailable(f"RabbitMQ at {HOST}:{PORT}", exc)
-    name = f"cqrs_ops_{uuid.uuid4().hex[:12]}"
-    try:
-        _rabbitmqctl("add_vhost", name)
-        _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    except (OSError, subprocess.SubprocessError) as exc:
-        service_unavailable("rabbitmqctl (to create a test virtual host)", exc)
-    try:
+    from cqrs_rabbitmq.testing import temporary_vhost
+
+    with temporary_vhost("cqrs_ops") as name:
+        if name is None:
+            service_unavailable("rabbitmqctl", "needed to create a test virtual host")
         yield name
-    finally:
-        _rabbitmqctl("delete_vhost", name)
 
 
 class Broker:

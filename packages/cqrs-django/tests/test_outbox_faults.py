@@ -43,14 +43,6 @@ TUNING = {
 }
 
 
-def _rabbitmqctl(*args: str) -> bool:
-    try:
-        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[str]:
     pytest.importorskip("cqrs_rabbitmq")
@@ -58,14 +50,12 @@ def vhost() -> Iterator[str]:
         socket.create_connection((HOST, PORT), timeout=3).close()
     except OSError as exc:
         service_unavailable(f"RabbitMQ at {HOST}:{PORT}", exc)
-    name = f"cqrs_outbox_{uuid.uuid4().hex[:10]}"
-    if not (
-        _rabbitmqctl("add_vhost", name)
-        and _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    ):
-        service_unavailable("rabbitmqctl add_vhost", "needed for an isolated virtual host")
-    yield name
-    _rabbitmqctl("delete_vhost", name)
+    from cqrs_rabbitmq.testing import temporary_vhost
+
+    with temporary_vhost("cqrs_outbox") as name:
+        if name is None:
+            service_unavailable("rabbitmqctl add_vhost", "needed for an isolated virtual host")
+        yield name
 
 
 class Broker:

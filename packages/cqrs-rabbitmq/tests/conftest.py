@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
@@ -19,17 +17,10 @@ import pika
 import pytest
 
 from cqrs_core.testing.plugin import service_unavailable
+from cqrs_rabbitmq.testing import temporary_vhost
 
 HOST = os.environ.get("CQRS_TEST_RABBITMQ_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CQRS_TEST_RABBITMQ_PORT", "5672"))
-
-
-def _rabbitmqctl(*args: str) -> bool:
-    try:
-        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return True
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +30,8 @@ def rabbit_vhost() -> Iterator[str]:
         socket.create_connection((HOST, PORT), timeout=3).close()
     except OSError as exc:
         service_unavailable(f"RabbitMQ at {HOST}:{PORT}", exc)
-    name = f"cqrs_test_{uuid.uuid4().hex[:12]}"
-    created = _rabbitmqctl("add_vhost", name) and _rabbitmqctl(
-        "set_permissions", "-p", name, "guest", ".*", ".*", ".*"
-    )
-    yield name if created else "/"
-    if created:
-        _rabbitmqctl("delete_vhost", name)
+    with temporary_vhost("cqrs_test") as name:
+        yield name or "/"
 
 
 @pytest.fixture(scope="session")

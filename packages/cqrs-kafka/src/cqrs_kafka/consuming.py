@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from cqrs_kafka import headers as hdr
+from cqrs_kafka import records as rec
 from cqrs_kafka.publisher import Record
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ logger = logging.getLogger("django-cqrs")
 IDLE_TICK = 0.5
 """Longest wait for a message before `on_tick` runs and `stop()` is noticed."""
 
-Partition = tuple[str, int]
+Partition = rec.Partition
 
 
 class ConsumeLoop:
@@ -112,8 +113,8 @@ class ConsumeLoop:
         )
         batch: list[Message] = []
         for msg in [first, *more]:
-            if msg.error():
-                self._on_error(msg.error())
+            if error := msg.error():
+                self._on_error(error)
             elif (msg.topic(), msg.partition()) in self.revoked:
                 continue  # the partition moved during this poll; its new owner reads it
             else:
@@ -131,16 +132,16 @@ class ConsumeLoop:
         now_ms = int(time.time() * 1000)
         kept = []
         for msg in batch:
-            where = (msg.topic(), msg.partition())
+            where = rec.where(msg)
             if where in self.paused:
                 continue
             if msg.topic() == self.retry_topic:
-                due = _int(hdr.read(msg.headers()).get(hdr.DUE))
+                due = _int(hdr.read(rec.headers(msg)).get(hdr.DUE))
                 if due > now_ms:
-                    tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+                    tp = TopicPartition(*where, rec.offset(msg))
                     self.consumer.pause([tp])
                     self.consumer.seek(tp)
-                    self.paused[where] = (due, msg.offset())
+                    self.paused[where] = (due, rec.offset(msg))
                     continue
             kept.append(msg)
         return kept
@@ -157,7 +158,7 @@ class ConsumeLoop:
     def _handle(self, batch: list[Message]) -> None:
         inbound = []
         for msg in batch:
-            target = hdr.read(msg.headers()).get(hdr.QUEUE)
+            target = hdr.read(rec.headers(msg)).get(hdr.QUEUE)
             inbound.append(Inbound(msg.value() or b"", queue=target or None, token=msg))
         settled = self.transport.dispatch(self.handler, inbound, cqrs_ids=self.cqrs_ids)
         self.transport.publisher.send(self._follow_ups(settled))
@@ -192,8 +193,8 @@ class ConsumeLoop:
     def _commit(self, batch: list[Message]) -> None:
         offsets: dict[Partition, int] = {}
         for msg in batch:
-            where = (msg.topic(), msg.partition())
-            offsets[where] = max(offsets.get(where, -1), msg.offset() + 1)
+            where = rec.where(msg)
+            offsets[where] = max(offsets.get(where, -1), rec.offset(msg) + 1)
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
             self.consumer.commit(offsets=tps, asynchronous=False)
@@ -214,6 +215,6 @@ def _key(msg: Message) -> str | None:
     return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
 
 
-def _replace_due(headers: Any, delay: float) -> list[tuple[str, bytes]]:
+def _replace_due(headers: Any, delay: float) -> hdr.Headers:
     kept = [(k, v) for k, v in (headers or ()) if k != hdr.DUE and v is not None]
     return [*kept, (hdr.DUE, str(hdr.due_at(delay)).encode())]

@@ -18,6 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from cqrs_core.exceptions import TransportError
 from cqrs_core.messages import DeadLetter
 from cqrs_kafka import headers as hdr
+from cqrs_kafka import records as rec
 from cqrs_kafka.settings import KafkaSettings, dead_letter_group
 
 Position = tuple[str, int, int]
@@ -87,9 +88,9 @@ class DeadLetterStore:
                     if msg.error():
                         continue
                     last_seen = time.monotonic()
-                    p, offset = msg.partition(), msg.offset()
+                    p, offset = rec.where(msg)[1], rec.offset(msg)
                     position[p] = offset + 1
-                    reason = hdr.read(msg.headers()).get(hdr.DEAD_REASON, "")
+                    reason = hdr.read(rec.headers(msg)).get(hdr.DEAD_REASON, "")
                     stamp = msg.timestamp()[1]
                     found[p].append((stamp, offset, decode_letter(msg.value() or b"", reason)))
         except KafkaException as exc:

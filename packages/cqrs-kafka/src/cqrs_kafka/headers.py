@@ -20,7 +20,8 @@ DUE = "x-cqrs-due-ms"
 DEAD_REASON = "x-cqrs-dead-reason"
 RETRY_REASON = "x-cqrs-retry-reason"
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, "bytes | str | None"]]
+"""Record headers in the shape `Producer.produce` takes; `build` only writes bytes values."""
 
 
 def build(extra: Mapping[str, Any] | None = None, **values: Any) -> Headers:

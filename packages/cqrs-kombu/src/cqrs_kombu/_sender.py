@@ -34,7 +34,8 @@ class Sender:
 
     @property
     def connection(self) -> Connection:
-        return self.producer.connection
+        connection: Connection = self.producer.connection
+        return connection
 
     def publish(
         self,

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from cqrs_core.testing.plugin import service_unavailable
+
+if TYPE_CHECKING:
+    from cqrs_core.payload import TransportPayload
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 7
@@ -69,7 +74,7 @@ def queue_family(queue: str) -> list[str]:
     return names
 
 
-def consume_to_file(options: dict, path: str, pause: float) -> None:
+def consume_to_file(options: dict[str, Any], path: str, pause: float) -> None:
     """Consume forever, appending the pk of every applied message to `path` (one a line).
 
     Each batch sleeps `pause` seconds first (a slow database), so a test can SIGKILL this
@@ -84,7 +89,7 @@ def consume_to_file(options: dict, path: str, pause: float) -> None:
     transport = KombuTransport(options)
     with open(path, "a", encoding="ascii") as out:
 
-        def handler(payloads: list) -> list:
+        def handler(payloads: Sequence[TransportPayload]) -> list[Outcome]:
             time.sleep(pause)
             out.write("".join(f"{p.instance_pk}\n" for p in payloads))
             out.flush()

@@ -40,7 +40,7 @@ class ConfirmingChannel:
     def __init__(self, connection: BlockingConnection, channel: BlockingChannel) -> None:
         self.connection = connection
         self.channel = channel
-        self._impl = channel._impl
+        self._impl: pika.channel.Channel = channel._impl  # type: ignore[attr-defined]
         self._next_tag = 1
         self._pending: dict[int, int] = {}
         self._nacked = 0
@@ -49,7 +49,7 @@ class ConfirmingChannel:
         self._impl.confirm_delivery(
             ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True)
         )
-        channel._flush_output(lambda: bool(selected))
+        channel._flush_output(lambda: bool(selected))  # type: ignore[attr-defined]
         self._impl.add_on_return_callback(self._on_return)
 
     def publish(self, messages: Sequence[Message], timeout: float) -> None:
@@ -74,11 +74,14 @@ class ConfirmingChannel:
                 mandatory=True,
             )
         timed_out: list[bool] = []
-        timer = self.connection._impl.ioloop.call_later(timeout, lambda: timed_out.append(True))
+        ioloop = self.connection._impl.ioloop  # type: ignore[attr-defined]
+        timer = ioloop.call_later(timeout, lambda: timed_out.append(True))
         try:
-            self.channel._flush_output(lambda: not self._pending, lambda: bool(timed_out))
+            self.channel._flush_output(  # type: ignore[attr-defined]
+                lambda: not self._pending, lambda: bool(timed_out)
+            )
         finally:
-            self.connection._impl.ioloop.remove_timeout(timer)
+            ioloop.remove_timeout(timer)
         if self._pending:
             raise ConfirmTimeout(
                 f"RabbitMQ did not confirm {len(self._pending)} of {len(messages)} message(s) "

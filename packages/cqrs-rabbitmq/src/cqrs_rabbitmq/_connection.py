@@ -60,7 +60,9 @@ def fatal_channel_error(exc: BaseException) -> bool:
     )
 
 
-def settings_error(exc: BaseException, settings: RabbitMQSettings, doing: str) -> TransportError:
+def settings_error(
+    exc: BaseException, settings: RabbitMQSettings, doing: str
+) -> ConfigurationError:
     """A clear error for a broker refusal caused by the settings or existing topology."""
     return ConfigurationError(
         f"RabbitMQ refused to {doing}: {settings.redact(exc)}. An exchange or queue with this "

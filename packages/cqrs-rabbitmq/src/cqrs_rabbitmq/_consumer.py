@@ -30,6 +30,8 @@ _IDLE_WAIT = 0.2
 _TICK_EVERY = 0.5
 _FAILED_SETTLE_PAUSE = 0.5
 """Pause after messages were given back, so a message nobody can take does not spin."""
+_RECONNECT_ON: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, ConfirmTimeout)
+"""Failures after which the loop reconnects and re-declares."""
 
 
 class ConsumerCancelled(ConnectionError):
@@ -86,7 +88,7 @@ class ConsumerLoop:
                 self._serve(connection, channel, confirms)
             except ConfigurationError:
                 raise
-            except (*CONNECTION_ERRORS, ConfirmTimeout) as exc:
+            except _RECONNECT_ON as exc:
                 if fatal_channel_error(exc):
                     raise settings_error(exc, self.settings, "set up the replica queues") from None
                 self.reconnects += 1

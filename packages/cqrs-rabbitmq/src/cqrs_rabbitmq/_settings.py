@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pika
+from pika.connection import Parameters
 
 from cqrs_core.exceptions import ConfigurationError
 from cqrs_core.options import CommonOptions
@@ -35,7 +36,7 @@ _TUNING_KEYS = frozenset(DEFAULTS) | {"ssl_options", "delay_exchange", "delay_qu
 class RabbitMQSettings:
     """Parsed connection settings; build with `from_options`."""
 
-    parameters: pika.ConnectionParameters = dataclasses.field(repr=False)
+    parameters: Parameters = dataclasses.field(repr=False)
     display_url: str
     """The broker address with the password replaced by `***` (safe for logs)."""
     password: str = dataclasses.field(repr=False)
@@ -108,7 +109,7 @@ def _seconds(value: Any, key: str) -> float:
     return float(value)
 
 
-def _from_url(url: str) -> tuple[pika.ConnectionParameters, str]:
+def _from_url(url: str) -> tuple[Parameters, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("amqp", "amqps"):
         raise ConfigurationError(
@@ -125,7 +126,7 @@ def _from_url(url: str) -> tuple[pika.ConnectionParameters, str]:
     return parameters, password
 
 
-def _from_legacy(options: Mapping[str, Any]) -> tuple[pika.ConnectionParameters, str]:
+def _from_legacy(options: Mapping[str, Any]) -> tuple[Parameters, str]:
     host = options.get("host") or "localhost"
     port = options.get("port") or 5672
     user = options.get("user") or "guest"
@@ -188,7 +189,7 @@ def _ssl_options(value: Any, host: str) -> pika.SSLOptions:
     return pika.SSLOptions(context, server_hostname=value.get("server_hostname") or host)
 
 
-def _display_url(parameters: pika.ConnectionParameters) -> str:
+def _display_url(parameters: Parameters) -> str:
     scheme = "amqps" if parameters.ssl_options else "amqp"
     user = getattr(parameters.credentials, "username", "")
     netloc = f"{quote(user, safe='')}:***@{parameters.host}:{parameters.port}"

@@ -155,8 +155,8 @@ class RabbitMQTransport(BaseTransport):
                 channel.queue_declare(dlq, durable=True)
                 while limit is None or len(letters) < limit:
                     method, properties, body = channel.basic_get(dlq, auto_ack=False)
-                    if method is None:
-                        break
+                    if method is None or properties is None or body is None:
+                        break  # pika gives all three or none
                     letters.append(_letter(properties, body))
                 if letters:  # give every one back, in place: reading must not consume
                     channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
@@ -178,8 +178,8 @@ class RabbitMQTransport(BaseTransport):
             messages: list[Message] = []
             while limit is None or len(tags) < limit:
                 method, _properties, body = channel.basic_get(dlq, auto_ack=False)
-                if method is None:
-                    break
+                if method is None or method.delivery_tag is None or body is None:
+                    break  # pika gives all three or none, with a delivery tag
                 tags.append(method.delivery_tag)
                 messages.append(self._revived(queue, body))
             if not tags:
@@ -214,7 +214,8 @@ class RabbitMQTransport(BaseTransport):
 
         def purge(session: Session) -> int:
             session.channel.queue_declare(dlq, durable=True)
-            return int(session.channel.queue_purge(dlq).method.message_count)
+            purged = session.channel.queue_purge(dlq).method.message_count
+            return int(purged or 0)
 
         return self._run(purge, doing="purge dead letters")
 
