@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,3 +76,61 @@ def memory_cqrs_fixture(settings: Any, unique: Any) -> Iterator[MemoryTransport]
         transport.close()
         conf.reset_transport()
         MemoryBroker.drop(name)
+
+
+MANAGE = Path(__file__).parent / "cqrs_testproject" / "manage.py"
+PROCESS_WAIT = 60.0
+"""Upper bound for a process to print a line or stop (a hang guard, not a speed assertion)."""
+
+
+class ConsumeProcess:
+    """A `manage.py cqrs_consume` process whose output lines are collected by a thread."""
+
+    def __init__(
+        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(MANAGE), "cqrs_consume", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait_for(self, pattern: str | re.Pattern[str]) -> re.Match[str]:
+        """The first new output line matching `pattern`; fails if none comes in time."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + PROCESS_WAIT
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            found = regex.search(line)
+            if found:
+                return found
+        raise AssertionError(f"no line matching {regex.pattern!r}; output:\n{self.text}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(PROCESS_WAIT)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()

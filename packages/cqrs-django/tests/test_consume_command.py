@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,64 +14,23 @@ from typing import Any
 
 import pytest
 from cqrs_replica_models import Item
-from replica_support import data, memory_cqrs_fixture, payload  # noqa: F401  (fixture)
+from replica_support import (  # noqa: F401  (fixture)
+    MANAGE,
+    data,
+    memory_cqrs_fixture,
+    payload,
+)
+from replica_support import (
+    ConsumeProcess as Running,
+)
 
 from cqrs_core.transports.memory import MemoryTransport
 from dj_cqrs.consumer import consume
 from dj_cqrs.replica.worker import Supervisor
 
-MANAGE = Path(__file__).parent / "cqrs_testproject" / "manage.py"
 READY = re.compile(r"worker (\d+) ready for ")
 WAIT = 60.0
 """Upper bound for a process to start or stop (a hang guard, not a speed assertion)."""
-
-
-class Running:
-    """A `manage.py cqrs_consume` process whose output lines are collected by a thread."""
-
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, str(MANAGE), "cqrs_consume", *args],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str | re.Pattern[str]) -> re.Match[str]:
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.process.poll() is not None and self.lines.empty():
-                    break
-                continue
-            match = regex.search(line)
-            if match:
-                return match
-        raise AssertionError(f"no line matching {regex.pattern!r}; output:\n{''.join(self.output)}")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(WAIT)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(WAIT)
 
 
 @pytest.fixture

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +24,7 @@ import django
 import pika
 import pytest
 from cqrs_testproject.replica_app.models import ApplyLog
-from replica_support import data, payload
+from replica_support import ConsumeProcess, data, payload
 
 from cqrs_core.testing.plugin import service_unavailable
 from cqrs_rabbitmq import RabbitMQTransport
@@ -37,7 +33,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.broker("rabbi
 
 HOST = os.environ.get("CQRS_TEST_RABBITMQ_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CQRS_TEST_RABBITMQ_PORT", "5672"))
-MANAGE = Path(__file__).parent / "cqrs_testproject" / "manage.py"
 READY = re.compile(r"worker (\d+) ready for ")
 WAIT = 60.0
 """Upper bound for anything to happen (a hang guard, never a speed assertion)."""
@@ -137,57 +132,12 @@ def broker(vhost: str, tmp_path: Path) -> Broker:
     return Broker(vhost, tmp_path)
 
 
-class Consumer:
-    """A `manage.py cqrs_consume` process; its output lines are collected by a thread."""
-
-    def __init__(self, args: tuple[str, ...], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(MANAGE), "cqrs_consume", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
-
-    def wait_for(self, pattern: str | re.Pattern[str]) -> re.Match[str]:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None and self.lines.empty():
-                    break
-                continue
-            found = regex.search(line)
-            if found:
-                return found
-        raise AssertionError(f"no line matching {regex.pattern!r}; output:\n{self.text}")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(WAIT)
-
-
 @pytest.fixture
-def consumer() -> Iterator[Callable[..., Consumer]]:
-    started: list[Consumer] = []
+def consumer() -> Iterator[Callable[..., ConsumeProcess]]:
+    started: list[ConsumeProcess] = []
 
-    def start(*args: str, env: dict[str, str]) -> Consumer:
-        started.append(Consumer(args, env))
+    def start(*args: str, env: dict[str, str]) -> ConsumeProcess:
+        started.append(ConsumeProcess(*args, env=env))
         return started[-1]
 
     yield start
@@ -216,7 +166,7 @@ def applied() -> list[int]:
 
 
 def test_readiness_appears_only_once_bound(
-    broker: Broker, consumer: Callable[..., Consumer], tcp_proxy: Any, tmp_path: Path
+    broker: Broker, consumer: Callable[..., ConsumeProcess], tcp_proxy: Any, tmp_path: Path
 ) -> None:
     proxy = tcp_proxy(HOST, PORT)
     proxy.refuse()
@@ -238,7 +188,7 @@ def test_readiness_appears_only_once_bound(
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_liveness_advances_while_idle(
-    broker: Broker, consumer: Callable[..., Consumer], tmp_path: Path, workers: int
+    broker: Broker, consumer: Callable[..., ConsumeProcess], tmp_path: Path, workers: int
 ) -> None:
     live = tmp_path / "alive"
     ready_file = tmp_path / "ready"
@@ -276,7 +226,7 @@ def test_liveness_advances_while_idle(
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_lets_the_slow_batch_finish_and_ack(
-    broker: Broker, consumer: Callable[..., Consumer], workers: int
+    broker: Broker, consumer: Callable[..., ConsumeProcess], workers: int
 ) -> None:
     total = 12
     proc = consumer(
@@ -310,7 +260,7 @@ def test_sigterm_lets_the_slow_batch_finish_and_ack(
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_shutdown_timeout_cuts_a_batch_off_without_losing_it(
-    broker: Broker, consumer: Callable[..., Consumer], workers: int
+    broker: Broker, consumer: Callable[..., ConsumeProcess], workers: int
 ) -> None:
     proc = consumer(
         "-w",
@@ -332,7 +282,7 @@ def test_shutdown_timeout_cuts_a_batch_off_without_losing_it(
 
 
 def test_killed_worker_is_restarted_and_the_queue_drains(
-    broker: Broker, consumer: Callable[..., Consumer]
+    broker: Broker, consumer: Callable[..., ConsumeProcess]
 ) -> None:
     total = 24
     proc = consumer("-w", "2", "--cqrs-id", "tally", env=broker.env(delay=0.1))
