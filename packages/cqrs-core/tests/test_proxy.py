@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -112,12 +113,27 @@ def test_refuse_closes_new_connections_until_accept(proxy: TcpProxy) -> None:
 
 
 def test_unreachable_target_closes_the_client(echo_server: tuple[str, int]) -> None:
-    spare = socket.create_server(("127.0.0.1", 0))
-    port = spare.getsockname()[1]
-    spare.close()  # nothing listens there any more
-    with TcpProxy("127.0.0.1", port) as proxy, connect(proxy) as sock:
-        assert is_dropped(sock)
-        assert proxy.connections == 0
+    with socket.socket() as bound_only:
+        bound_only.bind(("127.0.0.1", 0))  # holds the port; without listen() it refuses
+        port = bound_only.getsockname()[1]
+        with TcpProxy("127.0.0.1", port) as proxy, connect(proxy) as sock:
+            assert is_dropped(sock)
+            assert proxy.connections == 0
+
+
+def test_never_listens_on_its_own_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    target = socket.create_server(("127.0.0.1", 0))
+    port = target.getsockname()[1]
+    handed_back = [target]  # the kernel gives the just-freed target port to the proxy first
+    real_create_server = socket.create_server
+
+    def create_server(address: tuple[str, int], **kwargs: Any) -> socket.socket:
+        return handed_back.pop() if handed_back else real_create_server(address, **kwargs)
+
+    monkeypatch.setattr(socket, "create_server", create_server)
+    with TcpProxy("127.0.0.1", port) as proxy:
+        assert proxy.port != port
+    assert target.fileno() == -1  # the port it stepped over was released
 
 
 def test_close_stops_listening(echo_server: tuple[str, int]) -> None:

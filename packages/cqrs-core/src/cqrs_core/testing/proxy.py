@@ -27,7 +27,7 @@ class TcpProxy:
 
     def __init__(self, host: str, port: int, *, listen_host: str = "127.0.0.1") -> None:
         self.target = (host, port)
-        self._server = socket.create_server((listen_host, 0))
+        self._server = _listen_elsewhere(listen_host, avoid=self.target)
         self._server.setblocking(False)
         self.host, self.port = self._server.getsockname()[:2]
         self._refusing = False
@@ -133,3 +133,21 @@ class TcpProxy:
                 for sock in pair:
                     with contextlib.suppress(OSError):
                         sock.close()
+
+
+def _listen_elsewhere(host: str, *, avoid: tuple[str, int]) -> socket.socket:
+    """Listen on a free port of `host` other than `avoid`.
+
+    A target port that was just freed can be handed straight back by the kernel; a proxy
+    listening there would forward to itself, connection after connection.
+    """
+    held: list[socket.socket] = []
+    try:
+        while True:
+            server = socket.create_server((host, 0))
+            if server.getsockname()[:2] != avoid:
+                return server
+            held.append(server)  # keep it bound so the next try gets another port
+    finally:
+        for server in held:
+            server.close()
