@@ -461,12 +461,15 @@ def master_cost(engine: str, count: int) -> dict[str, dict[str, float]]:
         raise RuntimeError(f"{script.name} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
     modes: dict[str, dict[str, float]] = {}
     for line in done.stdout.splitlines():
-        match = re.match(r"^(.+?)\s{2,}(\d+)\s+(\d+)\s*$", line)
+        match = re.match(r"^(.+?)\s{2,}(\d+)\s+(\d+)(?:\s+([\d.]+)\s+([\d.]+))?\s*$", line)
         if match:
-            modes[match.group(1).strip()] = {
+            mode = modes[match.group(1).strip()] = {
                 "create_us": float(match.group(2)),
                 "update_us": float(match.group(3)),
             }
+            if match.group(4):  # ratios of paired saves (see bench_master_save.py)
+                mode["create_x"] = float(match.group(4))
+                mode["update_x"] = float(match.group(5))
     return modes
 
 
@@ -562,9 +565,13 @@ def print_tables(report: dict[str, Any]) -> None:
             plain = modes.get("plain Django model", {})
             for mode, stats in modes.items():
                 ratio_c = ratio_u = ""
-                if plain and mode != "plain Django model":
-                    ratio_c = f"{stats['create_us']['median'] / plain['create_us']['median']:.2f}"
-                    ratio_u = f"{stats['update_us']['median'] / plain['update_us']['median']:.2f}"
+                if "create_x" in stats:  # paired with plain saves in the same loop
+                    ratio_c = f"{stats['create_x']['median']:.2f}"
+                    ratio_u = f"{stats['update_x']['median']:.2f}"
+                elif plain and mode.startswith("SQL floor, outbox"):
+                    floor = modes.get("SQL floor, plain", plain)
+                    ratio_c = f"{stats['create_us']['median'] / floor['create_us']['median']:.2f}"
+                    ratio_u = f"{stats['update_us']['median'] / floor['update_us']['median']:.2f}"
                 print(
                     f"{engine:<10} {mode:<22} {fmt(stats['create_us']):>22} {fmt(stats['update_us']):>22} "
                     f"{ratio_c:>9} {ratio_u:>9}"
@@ -626,8 +633,9 @@ def main(argv: list[str] | None = None) -> int:
             runs = [master_cost(engine, size["master"]) for _ in range(size["reps"])]
             report["master"][engine] = {
                 mode: {
-                    key: summary([run[mode][key] for run in runs if mode in run])
-                    for key in ("create_us", "update_us")
+                    key: summary([run[mode][key] for run in runs if key in run.get(mode, {})])
+                    for key in ("create_us", "update_us", "create_x", "update_x")
+                    if key in runs[0][mode]
                 }
                 for mode in runs[0]
             }

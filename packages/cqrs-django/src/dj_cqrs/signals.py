@@ -9,6 +9,8 @@ from django.db.models import signals
 from django.dispatch import Signal
 
 from dj_cqrs.master import events
+from dj_cqrs.outbox.combined import WRITTEN
+from dj_cqrs.outbox.fast_path import publish_fresh
 from dj_cqrs.master.serialization import tracked_snapshot
 
 logger = logging.getLogger("django-cqrs")
@@ -41,6 +43,11 @@ class MasterSignals:
         if not events.produces(instance):
             return
         using = kwargs.get("using") or instance._state.db or "default"
+        written = instance.__dict__.pop(WRITTEN, None)
+        if written is not None:  # stored by the save's own statement, which has committed
+            instance.reset_cqrs_saves_count()
+            publish_fresh(using, [written])
+            return
         if kwargs.get("sync"):
             events.enqueue(using, [events.sync_event(instance, using, kwargs.get("queue"))])
             return

@@ -21,6 +21,7 @@ from dj_cqrs.master.serialization import (
     serializer_class,
     tracked_snapshot,
 )
+from dj_cqrs.outbox import combined
 from dj_cqrs.outbox.settings import outbox_settings
 
 _SAVE_ARGS = ("force_insert", "force_update", "using", "update_fields")
@@ -112,6 +113,9 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         try:
             if in_atomic or not self.CQRS_PRODUCE or not outbox_settings().enabled:
                 super().save(**kwargs)
+            elif bump and combined.eligible(self, using):  # the row and its outbox row at once
+                with combined.one_statement_save(self, using):
+                    super().save(**kwargs)
             else:  # the outbox row must commit with the change: one transaction for both
                 with transaction.atomic(using=using, savepoint=False):
                     super().save(**kwargs)
@@ -147,6 +151,8 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
             or connection.vendor not in _RETURNING_UPDATE
             or not connection.features.can_return_rows_from_bulk_insert
         ):
+            if combined.pending(self):
+                combined.give_up(self)
             return super()._do_update(  # type: ignore[misc, no-any-return]
                 base_qs, using, pk_val, values, update_fields, forced_update
             )
@@ -155,9 +161,15 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         query.annotations = {}
         statement, params = query.get_compiler(using).as_sql()
         if not statement or query.related_updates:  # not one plain UPDATE: Django's way
+            if combined.pending(self):
+                combined.give_up(self)
             return super()._do_update(  # type: ignore[misc, no-any-return]
                 base_qs, using, pk_val, values, update_fields, forced_update
             )
+        if combined.pending(self):
+            done = combined.update(self, using, statement, params, revision)
+            if done is not None:
+                return done
         column = connection.ops.quote_name(revision.column)
         with connection.cursor() as cursor:
             cursor.execute(f"{statement} RETURNING {column}", params)
@@ -166,6 +178,18 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
             return False
         self.__dict__[revision.attname] = row[0]
         return True
+
+    def _do_insert(
+        self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: bool
+    ) -> Any:
+        """Django's INSERT of a save, with its outbox row in the same statement when it can."""
+        if combined.pending(self):
+            rows = combined.insert(self, using, fields, returning_fields, raw)
+            if rows is not None:
+                return rows
+        return super()._do_insert(  # type: ignore[misc]
+            manager, using, fields, returning_fields, raw
+        )
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:

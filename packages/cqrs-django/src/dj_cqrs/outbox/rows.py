@@ -56,7 +56,7 @@ def write(using: str, payloads: Sequence[TransportPayload]) -> list[int]:
     return _insert_returning(connection, payloads)
 
 
-_COLUMNS = (
+COLUMNS = (
     "cqrs_id",
     "instance_pk",
     "signal_type",
@@ -67,6 +67,7 @@ _COLUMNS = (
     "last_error",
     "claimed_by",
 )
+"""Columns of an outbox INSERT, in the order of its values."""
 _sql_cache: dict[tuple[str, int], str] = {}
 
 
@@ -75,8 +76,8 @@ def _insert_sql(connection: Any, count: int) -> str:
     sql = _sql_cache.get(key)
     if sql is None:
         quote = connection.ops.quote_name
-        columns = ", ".join(quote(c) for c in _COLUMNS)
-        one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+        columns = ", ".join(quote(c) for c in COLUMNS)
+        one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
         sql = (
             f"INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) VALUES "
             f"{', '.join([one] * count)} RETURNING {quote('id')}"
@@ -86,24 +87,28 @@ def _insert_sql(connection: Any, count: int) -> str:
     return sql
 
 
+def body_of(payload: TransportPayload) -> str:
+    """The stored body: the wire JSON without `expires` (set again when sent)."""
+    body = payload.to_dict()
+    body["expires"] = None
+    return codec.dumps(body)
+
+
 def _insert_returning(connection: Any, payloads: Sequence[TransportPayload]) -> list[int]:
     """The INSERT of `bulk_create` without its per-object overhead (PostgreSQL, SQLite 3.35+,
     MariaDB 10.5+): the rows are known to be plain text and one timestamp."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    dumps = codec.dumps
     ids: list[int] = []
     for start in range(0, len(payloads), _INSERT_CHUNK):
         chunk = payloads[start : start + _INSERT_CHUNK]
         params: list[Any] = []
         for payload in chunk:
-            body = payload.to_dict()
-            body["expires"] = None  # set again when sent
             params += (
                 payload.cqrs_id,
                 str(payload.instance_pk),
                 payload.signal_type.value,
                 payload.queue,
-                dumps(body),
+                body_of(payload),
                 now,
                 0,
                 "",

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections, models, router
-from django.db.models import signals
+from django.db.models import BooleanField, Q, signals
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from cqrs_core.constants import SignalType
@@ -37,6 +38,7 @@ from dj_cqrs.replica.mapping import (
 )
 from dj_cqrs.replica.rules import Mark, Verdict
 from dj_cqrs.replica.tombstone import Tombstone
+from dj_cqrs.replica.upsert import array_type, upsert
 
 logger = logging.getLogger("django-cqrs")
 
@@ -164,14 +166,28 @@ def _lock_keys(using: str, cqrs_id: str, keys: list[Any]) -> None:
 
 def _read(model: Any, using: str, keys: list[Any]) -> dict[Any, _Row]:
     manager = model._default_manager.db_manager(using)
-    found = {obj.pk: obj for obj in manager.select_for_update().filter(pk__in=keys)}
+    rows = manager.select_for_update().filter(_key_in(model, using, "pk", keys))
+    found = {obj.pk: obj for obj in rows}
     tombstones = {
         tomb.instance_pk: tomb
         for tomb in Tombstone.objects.using(using)
         .select_for_update()
-        .filter(cqrs_id=model.CQRS_ID, instance_pk__in=[str(key) for key in keys])
+        .filter(cqrs_id=model.CQRS_ID)
+        .filter(_key_in(Tombstone, using, "instance_pk", [str(key) for key in keys]))
     }
     return {key: _Row(found.get(key), key in found, tombstones.get(str(key))) for key in keys}
+
+
+def _key_in(model: Any, using: str, name: str, keys: list[Any]) -> Q | RawSQL:
+    """`name IN keys`; on PostgreSQL as `= ANY(array)`, one parameter instead of thousands."""
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    connection = connections[using]
+    array = array_type(field, connection) if connection.vendor == "postgresql" else None
+    if array is None:
+        return Q(**{f"{name}__in": keys})
+    column = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name(field.column)}"
+    values = [field.get_db_prep_value(key, connection) for key in keys]
+    return RawSQL(f"{column} = ANY(%s::{array})", (values,), output_field=BooleanField())
 
 
 # -- replay (the rules of ReplicaManager, in memory) -------------------------------------------
@@ -307,7 +323,7 @@ def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
     if changed:
         pk_name = model._meta.pk.name
         fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
-        _upsert(model, using, changed, [pk_name], fields)
+        upsert(model, using, changed, [pk_name], fields)
     tombstones = [row.tombstone for row in rows.values() if row.tombstone_changed]
     if tombstones:
         now = timezone.now()
@@ -329,27 +345,10 @@ def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
         else:
             for tomb in tombstones:
                 tomb._state.adding = tomb.pk is None  # type: ignore[union-attr]
-        _upsert(
+        upsert(
             Tombstone,
             using,
             tombstones,
             ["cqrs_id", "instance_pk"],
             ["cqrs_revision", "cqrs_updated", "deleted_at"],
         )
-
-
-def _upsert(model: Any, using: str, objs: list[Any], unique: list[str], fields: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE where the database has it; else create + update."""
-    features = connections[using].features
-    manager = model._base_manager.db_manager(using)
-    if features.supports_update_conflicts_with_target:
-        manager.bulk_create(objs, update_conflicts=True, unique_fields=unique, update_fields=fields)
-    elif features.supports_update_conflicts:  # MySQL/MariaDB: ON DUPLICATE KEY UPDATE
-        manager.bulk_create(objs, update_conflicts=True, update_fields=fields)
-    else:
-        new = [obj for obj in objs if obj._state.adding]
-        old = [obj for obj in objs if not obj._state.adding]
-        if new:
-            manager.bulk_create(new)
-        if old:
-            manager.bulk_update(old, fields)

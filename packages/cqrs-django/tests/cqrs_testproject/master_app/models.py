@@ -24,6 +24,14 @@ class Author(MasterMixin):
     birth_date = models.DateField(null=True, blank=True)
 
 
+class PlainAuthor(models.Model):  # noqa: DJ008
+    """Author's own columns without CQRS: the baseline of the master-cost benchmark."""
+
+    name = models.CharField(max_length=200)
+    email = models.CharField(max_length=200, blank=True, default="")
+    birth_date = models.DateField(null=True, blank=True)
+
+
 class Product(MasterMixin):
     """Every common field type, two tracked fields (golden `golden_product`)."""
 

@@ -9,10 +9,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import django
 from django.db import connection, models
+from django.db.models import functions  # noqa: F401  (models.functions below)
 from django.utils.dateparse import parse_date
 
 from dj_cqrs.mixins import RawReplicaMixin, ReplicaMixin
+
+STAMP_DEFAULT: dict[str, Any] = (
+    {"db_default": models.functions.Now()} if django.VERSION >= (5, 0) else {}
+)
 
 
 class AuthorRef(ReplicaMixin):
@@ -267,3 +273,14 @@ class MappedItem(ReplicaMixin):
     label = models.CharField(max_length=100)
     qty = models.IntegerField(default=0)
     extra = models.CharField(max_length=20, default="kept")
+
+
+class StampedRef(ReplicaMixin):
+    """Stock replica with a column the database fills (`db_default`): bulk upserts leave it
+    to the database on insert."""
+
+    CQRS_ID = "stamped"
+
+    id = models.IntegerField(primary_key=True)
+    name = models.CharField(max_length=100)
+    stamped_at = models.DateTimeField(null=True, **STAMP_DEFAULT)

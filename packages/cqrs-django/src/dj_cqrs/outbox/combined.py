@@ -1,0 +1,257 @@
+"""A save and its outbox row in one SQL statement (PostgreSQL, outside a transaction).
+
+A save in autocommit mode would otherwise cost four round trips (BEGIN, the row, the outbox
+row, COMMIT) against the single one of a plain Django save. PostgreSQL runs a data-modifying
+`WITH` as one atomic statement, so the row and its outbox row are written together:
+
+    WITH m AS (INSERT INTO app_model ... RETURNING id),
+         o AS (INSERT INTO dj_cqrs_outboxevent (...) SELECT ..., replace(body, '<pk>', m.id::text)
+               FROM m RETURNING id)
+    SELECT m.*, o.id FROM m, o
+
+What the database decides (a generated primary key, the incremented `cqrs_revision`) is not
+known when the event is serialized: the body is built with a stand-in number there, which the
+statement replaces by the real value. Models whose event could depend on those values in other
+ways (a CQRS_SERIALIZER, overridden serialization or meta hooks, correlation and meta
+functions) keep the transaction; so does any save this module cannot take whole, which then
+opens its transaction before its first statement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Model, sql
+from django.db.models.expressions import Combinable
+from django.utils import timezone
+
+from cqrs_core.payload import TransportPayload
+from dj_cqrs import conf
+from dj_cqrs.master.events import save_event
+from dj_cqrs.master.serialization import wire_pk
+from dj_cqrs.outbox import rows
+from dj_cqrs.outbox.models import OutboxEvent
+
+PK_STAND_IN = -4_611_686_018_427_400_249
+"""Serialized in place of a primary key the database has not generated yet."""
+REVISION_STAND_IN = -4_611_686_018_427_454_321
+"""Serialized in place of the `cqrs_revision` the UPDATE computes (`F() + 1`)."""
+
+_PENDING = "_cqrs_one_statement"
+WRITTEN = "_cqrs_written"
+"""Instance attribute: (outbox row id, payload) of the event the statement stored."""
+
+
+@contextlib.contextmanager
+def one_statement_save(instance: Model, using: str) -> Iterator[None]:
+    """Let the save's INSERT or UPDATE carry its outbox row (see `insert` and `update`)."""
+    with contextlib.ExitStack() as fallback:
+        instance.__dict__[_PENDING] = (using, fallback)
+        try:
+            yield
+        finally:
+            instance.__dict__.pop(_PENDING, None)
+
+
+def pending(instance: Model) -> bool:
+    """True inside `one_statement_save`, until the save's statement has run."""
+    return _PENDING in instance.__dict__
+
+
+def eligible(instance: Model, using: str) -> bool:
+    """Whether a save of `instance` can be one statement with its outbox row."""
+    if connections[using].vendor != "postgresql" or not _model_eligible(type(instance)):
+        return False
+    master = conf.master_settings()
+    return not master.get("correlation_function") and not master.get("meta_function")
+
+
+@functools.cache
+def _model_eligible(model: type[Model]) -> bool:
+    from dj_cqrs.master.mixins import RawMasterMixin
+
+    meta = model._meta
+    if meta.parents or getattr(model, "CQRS_SERIALIZER", None):
+        return False
+    for name in ("to_cqrs_dict", "get_cqrs_meta", "get_tracked_fields_data"):
+        if getattr(model, name) is not getattr(RawMasterMixin, name):
+            return False
+    return not any(
+        getattr(field, "generated", False) or _has_db_default(field)
+        for field in meta.concrete_fields
+    )
+
+
+def _has_db_default(field: Any) -> bool:
+    from django.db.models.fields import NOT_PROVIDED
+
+    return getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED
+
+
+def give_up(instance: Model) -> None:
+    """This save cannot be one statement: open its transaction now, before its first query."""
+    using, fallback = instance.__dict__.pop(_PENDING)
+    fallback.enter_context(transaction.atomic(using=using, savepoint=False))
+
+
+def insert(
+    instance: Model, using: str, fields: Any, returning_fields: Any, raw: bool
+) -> list[tuple[Any, ...]] | None:
+    """Run the save's INSERT with its outbox row; the returned rows, as `_do_insert` gives.
+
+    None: nothing was run, and the save goes on in a transaction (see `give_up`).
+    """
+    meta = instance._meta
+    pk_unknown = instance.pk is None
+    returning = list(returning_fields or ())
+    if pk_unknown and meta.pk not in returning:
+        give_up(instance)
+        return None
+    query = sql.InsertQuery(type(instance))
+    query.insert_values(fields, [instance], raw=raw)
+    compiler = query.get_compiler(using=using)
+    compiler.returning_fields = returning or [meta.pk]
+    statements = compiler.as_sql()  # runs the fields' pre_save (auto_now), as Django's does
+    if len(statements) != 1:
+        give_up(instance)
+        return None
+    statement, params = statements[0]
+    stand_ins = {"pk": PK_STAND_IN} if pk_unknown else {}
+    if isinstance(instance.__dict__.get("cqrs_revision"), Combinable):
+        give_up(instance)
+        return None
+    event = _event(instance, using, created=True, stand_ins=stand_ins)
+    if event is None:
+        give_up(instance)
+        return None
+    columns = [field.column for field in compiler.returning_fields]
+    row = _run(using, statement, params, event, {PK_STAND_IN: meta.pk.column} if stand_ins else {})
+    if row is None:  # an INSERT writes its row or raises
+        raise RuntimeError(f"INSERT of {meta.label} returned no row")
+    values = row[: len(columns)]
+    if returning:
+        cols = [field.get_col(meta.db_table) for field in returning]
+        converters = compiler.get_converters(cols)
+        if converters:
+            values = next(iter(compiler.apply_converters([list(values)], converters)))
+    pk = values[columns.index(meta.pk.column)] if pk_unknown else instance.pk
+    _store(instance, row[-1], event.payload, {PK_STAND_IN: wire_pk(pk)})
+    return [tuple(values)] if returning else []
+
+
+def update(
+    instance: Model, using: str, statement: str, params: Any, revision: Any
+) -> bool | None:
+    """Run the save's UPDATE (which sets `revision` by SQL) with its outbox row.
+
+    Returns False when no row matched (nothing was written; Django inserts next), None when
+    nothing was run and the save goes on in a transaction (see `give_up`).
+    """
+    event = _event(
+        instance, using, created=False, stand_ins={revision.attname: REVISION_STAND_IN}
+    )
+    if event is None:
+        give_up(instance)
+        return None
+    quote = connections[using].ops.quote_name
+    statement = f"{statement} RETURNING {quote(revision.column)}"
+    row = _run(using, statement, params, event, {REVISION_STAND_IN: revision.column})
+    if row is None:
+        return False
+    instance.__dict__[revision.attname] = row[0]
+    _store(instance, row[-1], event.payload, {REVISION_STAND_IN: row[0]})
+    return True
+
+
+@dataclasses.dataclass
+class _Event:
+    payload: TransportPayload
+    body: str
+
+
+def _event(
+    instance: Model, using: str, *, created: bool, stand_ins: dict[str, int]
+) -> _Event | None:
+    """The SAVE event with stand-ins serialized for `stand_ins` ({"pk" or attname: number}).
+
+    None if a stand-in number shows up anywhere else in the body (in the user's data).
+    """
+    saved = dict(instance.__dict__)
+    pk_attname = instance._meta.pk.attname
+    try:
+        for name, number in stand_ins.items():
+            instance.__dict__[pk_attname if name == "pk" else name] = number
+        _, entry = save_event(instance, using, created=created)
+    finally:
+        for name in stand_ins:
+            attname = pk_attname if name == "pk" else name
+            instance.__dict__[attname] = saved.get(attname)
+    payload = entry.payload
+    body = rows.body_of(payload)
+    for number in stand_ins.values():
+        expected = sum(1 for value in payload.instance_data.values() if value == number)
+        expected += payload.instance_pk == number
+        if body.count(str(number)) != expected:
+            return None
+    return _Event(payload, body)
+
+
+def _run(
+    using: str, statement: str, params: Any, event: _Event, replaced: dict[int, str]
+) -> tuple[Any, ...] | None:
+    """`statement` (ending in RETURNING) plus the INSERT of `event`'s outbox row.
+
+    Returns the statement's row followed by the outbox row's id; None if it wrote no row.
+    """
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    payload = event.payload
+    body_sql = "%s"
+    body_params: list[Any] = [event.body]
+    for number, column in replaced.items():
+        body_sql = f"replace({body_sql}, %s, m.{quote(column)}::text)"
+        body_params.append(str(number))
+    if PK_STAND_IN in replaced:
+        pk_sql, pk_params = f"m.{quote(replaced[PK_STAND_IN])}::text", []
+    else:
+        pk_sql, pk_params = "%s", [str(payload.instance_pk)]
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    columns = ", ".join(quote(column) for column in rows.COLUMNS)
+    combined = (
+        f"WITH m AS ({statement}), "
+        f"o AS (INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) "
+        f"SELECT %s, {pk_sql}, %s, %s, {body_sql}, %s, 0, '', '' FROM m RETURNING id) "
+        "SELECT m.*, o.id FROM m, o"
+    )
+    all_params = [
+        *params,
+        payload.cqrs_id,
+        *pk_params,
+        payload.signal_type.value,
+        payload.queue,
+        *body_params,
+        now,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(combined, all_params)
+        row = cursor.fetchone()
+    return None if row is None else tuple(row)
+
+
+def _store(instance: Model, outbox_id: int, payload: TransportPayload, real: dict[int, Any]) -> None:
+    """Keep the stored event, stand-ins replaced, for the post_save hand-over to the publisher."""
+    data = {
+        name: real.get(value, value) if isinstance(value, int) else value
+        for name, value in payload.instance_data.items()
+    }
+    instance_pk = payload.instance_pk
+    if isinstance(instance_pk, int):
+        instance_pk = real.get(instance_pk, instance_pk)
+    final = dataclasses.replace(payload, instance_data=data, instance_pk=instance_pk)
+    instance.__dict__.pop(_PENDING, None)
+    instance.__dict__[WRITTEN] = (outbox_id, final)

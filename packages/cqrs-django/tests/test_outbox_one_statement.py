@@ -1,0 +1,149 @@
+"""A save outside a transaction writes its row and its outbox row in one statement (PostgreSQL).
+
+Elsewhere (SQLite, or a save this path cannot take) the save opens a transaction for both:
+these tests check what is stored and sent either way, and on PostgreSQL how many statements.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cqrs_testproject.master_app.models import Author, FilteredItem, Product, Voucher
+from cqrs_testproject.master_app.testing import use_recording
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
+
+from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox.combined import PK_STAND_IN, REVISION_STAND_IN
+from dj_cqrs.outbox.models import OutboxEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ON_POSTGRESQL = connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def recorder(settings: Any) -> Any:
+    fast_path.resume()
+    yield from use_recording(settings, outbox={"grace": 0.0, "keep_days": 1})
+    fast_path.resume()
+
+
+def sent(recorder: Any) -> list[dict[str, Any]]:
+    assert fast_path.flush(30)
+    return [message.data for message in recorder.sent()]
+
+
+def stored_bodies() -> list[dict[str, Any]]:
+    return [json.loads(row.body) for row in OutboxEvent.objects.order_by("id")]
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    return [query["sql"].split(" ", 1)[0] for query in queries.captured_queries]
+
+
+def without_expires(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "expires"}
+
+
+def test_create_and_update_store_and_send_the_real_key_and_revision(recorder: Any) -> None:
+    with CaptureQueriesContext(connection) as created:
+        author = Author.objects.create(name="Ann")
+    with CaptureQueriesContext(connection) as updated:
+        author.name = "Bea"
+        author.save()
+    author.name = "Cid"
+    author.save()
+
+    assert author.cqrs_revision == 2
+    bodies = stored_bodies()
+    assert [(b["instance_pk"], b["instance_data"]["id"]) for b in bodies] == [(author.pk,) * 2] * 3
+    assert [b["instance_data"]["cqrs_revision"] for b in bodies] == [0, 1, 2]
+    assert [b["instance_data"]["name"] for b in bodies] == ["Ann", "Bea", "Cid"]
+    assert [without_expires(b) for b in sent(recorder)] == [without_expires(b) for b in bodies]
+    assert str(PK_STAND_IN) not in json.dumps(bodies)
+    assert str(REVISION_STAND_IN) not in json.dumps(bodies)
+    if ON_POSTGRESQL:
+        assert statements(created) == ["WITH"]
+        assert statements(updated) == ["WITH"]
+    else:
+        assert statements(created)[0] == "BEGIN"
+
+
+def test_tracked_fields_and_a_given_primary_key(recorder: Any) -> None:
+    product = Product.objects.create(name="p", price="1.50")
+    product.name = "q"
+    product.save()
+    voucher = Voucher.objects.create(code="V1")
+
+    first, second, third = stored_bodies()
+    assert first["previous_data"] == {"name": None}
+    assert second["previous_data"] == {"name": "p"}
+    assert second["instance_data"]["cqrs_revision"] == 1
+    assert third["instance_pk"] == str(voucher.pk)
+    assert len(sent(recorder)) == 3
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="one statement is PostgreSQL's")
+def test_user_data_holding_a_stand_in_takes_a_transaction_instead(recorder: Any) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        author = Author.objects.create(name=str(PK_STAND_IN))
+    assert statements(queries)[0] == "BEGIN"
+    (body,) = stored_bodies()
+    assert body["instance_pk"] == author.pk
+    assert body["instance_data"]["name"] == str(PK_STAND_IN)  # the user's text is untouched
+    assert len(sent(recorder)) == 1
+
+
+def correlation_of(signal_type: Any, cqrs_id: str, pk: Any, queue: str | None) -> str:
+    return f"{cqrs_id}-{pk}"
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="one statement is PostgreSQL's")
+def test_correlation_function_keeps_the_transaction(recorder: Any, settings: Any) -> None:
+    master = {
+        **settings.CQRS["master"],
+        "correlation_function": correlation_of,
+    }
+    settings.CQRS = {**settings.CQRS, "master": master}
+    with CaptureQueriesContext(connection) as queries:
+        author = Author.objects.create(name="Ann")
+    assert statements(queries)[0] == "BEGIN"
+    assert sent(recorder)[0]["correlation_id"] == f"author-{author.pk}"
+
+
+@pytest.mark.skipif(not ON_POSTGRESQL, reason="one statement is PostgreSQL's")
+def test_a_failing_outbox_row_leaves_no_row_behind(recorder: Any) -> None:
+    table = connection.ops.quote_name(OutboxEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT no_authors CHECK (cqrs_id <> 'author')")
+    try:
+        with pytest.raises(IntegrityError):
+            Author.objects.create(name="Ann")
+        assert not Author.objects.exists()  # the row went with its outbox row
+        product = Product.objects.create(name="p", price="1")  # other models still save
+        product.name = "changed"
+        with pytest.raises(IntegrityError):
+            Author(id=product.pk, name="x").save()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT no_authors")
+    assert not Author.objects.exists()
+    assert [b["cqrs_id"] for b in sent(recorder)] == ["product"]
+
+
+def test_fields_subset_and_all_tracked(recorder: Any) -> None:
+    item = FilteredItem.objects.create(title="t")
+    item.title = "u"
+    item.save()
+    first, second = stored_bodies()
+    assert first["instance_data"] == {
+        "id": item.pk,
+        "title": "t",
+        "cqrs_revision": 0,
+        "cqrs_updated": first["instance_data"]["cqrs_updated"],
+    }
+    assert second["instance_data"]["cqrs_revision"] == 1
+    assert second["previous_data"]["title"] == "t"
