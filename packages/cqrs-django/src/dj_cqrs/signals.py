@@ -9,9 +9,9 @@ from django.db.models import signals
 from django.dispatch import Signal
 
 from dj_cqrs.master import events
+from dj_cqrs.master.serialization import tracked_snapshot
 from dj_cqrs.outbox.combined import WRITTEN
 from dj_cqrs.outbox.fast_path import publish_fresh
-from dj_cqrs.master.serialization import tracked_snapshot
 
 logger = logging.getLogger("django-cqrs")
 

@@ -144,17 +144,13 @@ def insert(
     return [tuple(values)] if returning else []
 
 
-def update(
-    instance: Model, using: str, statement: str, params: Any, revision: Any
-) -> bool | None:
+def update(instance: Model, using: str, statement: str, params: Any, revision: Any) -> bool | None:
     """Run the save's UPDATE (which sets `revision` by SQL) with its outbox row.
 
     Returns False when no row matched (nothing was written; Django inserts next), None when
     nothing was run and the save goes on in a transaction (see `give_up`).
     """
-    event = _event(
-        instance, using, created=False, stand_ins={revision.attname: REVISION_STAND_IN}
-    )
+    event = _event(instance, using, created=False, stand_ins={revision.attname: REVISION_STAND_IN})
     if event is None:
         give_up(instance)
         return None
@@ -243,7 +239,9 @@ def _run(
     return None if row is None else tuple(row)
 
 
-def _store(instance: Model, outbox_id: int, payload: TransportPayload, real: dict[int, Any]) -> None:
+def _store(
+    instance: Model, outbox_id: int, payload: TransportPayload, real: dict[int, Any]
+) -> None:
     """Keep the stored event, stand-ins replaced, for the post_save hand-over to the publisher."""
     data = {
         name: real.get(value, value) if isinstance(value, int) else value
