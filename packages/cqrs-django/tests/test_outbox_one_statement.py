@@ -147,3 +147,35 @@ def test_fields_subset_and_all_tracked(recorder: Any) -> None:
     }
     assert second["instance_data"]["cqrs_revision"] == 1
     assert second["previous_data"]["title"] == "t"
+
+
+def test_a_failing_post_save_receiver_of_the_user_loses_no_event(
+    recorder: Any,
+) -> None:
+    from django.db.models.signals import post_save
+
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("receiver failed")
+
+    author = Author.objects.create(name="Ann")
+    post_save.connect(broken, sender=Author, dispatch_uid="broken-receiver")
+    try:
+        author.name = "Bea"
+        with pytest.raises(RuntimeError):
+            author.save()
+    finally:
+        post_save.disconnect(sender=Author, dispatch_uid="broken-receiver")
+    author.name = "Cid"
+    author.save()
+
+    # Every committed state has its event, and only those. On PostgreSQL the save was one
+    # statement and had committed when the receiver failed (as a plain Django save would
+    # have); elsewhere the save's transaction rolled back with the receiver's error.
+    committed = [("Ann", 0), ("Bea", 1), ("Cid", 2)] if ON_POSTGRESQL else [("Ann", 0), ("Cid", 1)]
+    bodies = stored_bodies()
+    assert [(b["instance_data"]["name"], b["instance_data"]["cqrs_revision"]) for b in bodies] == (
+        committed
+    )
+    row = Author.objects.get()
+    assert (row.name, row.cqrs_revision) == committed[-1]
+    assert [m["instance_data"]["name"] for m in sent(recorder)] == [name for name, _ in committed]

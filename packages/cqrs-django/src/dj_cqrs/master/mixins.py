@@ -92,6 +92,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         if update_cqrs_fields is None:
             update_cqrs_fields = _auto_update_fields()
 
+        self.__dict__.pop(combined.WRITTEN, None)  # left by a save whose post_save never ran
         in_atomic = transaction.get_connection(using).in_atomic_block
         if in_atomic:
             self.__dict__["_cqrs_saves_count"] = self.cqrs_saves_count + 1
