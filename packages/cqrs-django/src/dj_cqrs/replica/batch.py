@@ -36,7 +36,7 @@ from dj_cqrs.replica.mapping import (
     pk_from_delete,
     to_pk,
 )
-from dj_cqrs.replica.rules import Mark, Verdict
+from dj_cqrs.replica.rules import Mark
 from dj_cqrs.replica.tombstone import Tombstone
 from dj_cqrs.replica.upsert import array_type, upsert
 
@@ -238,46 +238,17 @@ def _replay_save(model: Any, row: _Row, mapped: dict[str, Any], *, sync: bool) -
     verdict = rules.save_verdict(
         stored=instance.cqrs_revision, incoming=incoming.revision, sync=sync
     )
-    _log_verdict(model, instance, verdict, incoming.revision)
+    rules.log_verdict(
+        verdict,
+        model.CQRS_ID,
+        instance.pk,
+        stored=instance.cqrs_revision,
+        incoming=incoming.revision,
+    )
     if verdict.applies:
         for key, value in mapped.items():
             setattr(instance, key, value)
         row.row_changed = True
-
-
-def _log_verdict(model: Any, instance: Any, verdict: Verdict, incoming: Any) -> None:
-    stored, cqrs_id = instance.cqrs_revision, model.CQRS_ID
-    if verdict is Verdict.DUPLICATE:
-        logger.info(
-            "Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).",
-            instance.pk,
-            incoming,
-            cqrs_id,
-        )
-    elif verdict is Verdict.OUT_OF_ORDER:
-        logger.warning(
-            "Wrong CQRS sync order, skipped: pk = %s, cqrs_revision = new %s / existing %s (%s).",
-            instance.pk,
-            incoming,
-            stored,
-            cqrs_id,
-        )
-    elif verdict is Verdict.APPLY_AFTER_GAP:
-        logger.warning(
-            "Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s).",
-            incoming - stored - 1,
-            instance.pk,
-            incoming,
-            cqrs_id,
-        )
-    elif verdict is Verdict.DOWNGRADE:
-        logger.warning(
-            "CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s (%s).",
-            instance.pk,
-            incoming,
-            stored,
-            cqrs_id,
-        )
 
 
 def _replay_delete(model: Any, pk: Any, row: _Row, delete: Mark) -> None:

@@ -27,7 +27,7 @@ from dj_cqrs.replica.mapping import (
     pk_from_delete,
     to_pk,
 )
-from dj_cqrs.replica.rules import Mark, Verdict
+from dj_cqrs.replica.rules import Mark
 from dj_cqrs.replica.tombstone import Tombstone
 
 logger = logging.getLogger("django-cqrs")
@@ -183,41 +183,9 @@ class ReplicaManager(models.Manager[Any]):
         cqrs_id = self.model.CQRS_ID
         stored, incoming = instance.cqrs_revision, mapped_data["cqrs_revision"]
         verdict = rules.save_verdict(stored=stored, incoming=incoming, sync=sync)
-        if verdict is Verdict.DUPLICATE:
-            logger.info(
-                "Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).",
-                instance.pk,
-                incoming,
-                cqrs_id,
-            )
+        rules.log_verdict(verdict, cqrs_id, instance.pk, stored=stored, incoming=incoming)
+        if not verdict.applies:
             return instance
-        if verdict is Verdict.OUT_OF_ORDER:
-            logger.warning(
-                "Wrong CQRS sync order, skipped: pk = %s, cqrs_revision = new %s / existing %s "
-                "(%s).",
-                instance.pk,
-                incoming,
-                stored,
-                cqrs_id,
-            )
-            return instance
-        if verdict is Verdict.APPLY_AFTER_GAP:
-            logger.warning(
-                "Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s).",
-                incoming - stored - 1,
-                instance.pk,
-                incoming,
-                cqrs_id,
-            )
-        elif verdict is Verdict.DOWNGRADE:
-            logger.warning(
-                "CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s "
-                "(%s).",
-                instance.pk,
-                incoming,
-                stored,
-                cqrs_id,
-            )
         kwargs = {"meta": meta} if self.model.CQRS_META else {}
         return instance.cqrs_update(sync, mapped_data, previous_data, **kwargs)
 

@@ -1,5 +1,7 @@
 """When a replica applies an event, as pure functions (no database), so they are easy to test.
 
+`log_verdict` words the verdicts in the log for both apply paths (per message and bulk).
+
 Revisions (wire reference §3): a row starts at `cqrs_revision` 0 on the master and gains 1 per
 committed update; a DELETE carries the last revision + 1 and the master's time of the delete.
 
@@ -25,6 +27,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import logging
+from typing import Any
+
+logger = logging.getLogger("django-cqrs")
 
 
 class Verdict(str, enum.Enum):
@@ -54,6 +60,38 @@ def save_verdict(*, stored: int, incoming: int, sync: bool) -> Verdict:
     if incoming > stored + 1:
         return Verdict.APPLY_AFTER_GAP
     return Verdict.APPLY
+
+
+def log_verdict(verdict: Verdict, cqrs_id: str, pk: Any, *, stored: int, incoming: int) -> None:
+    """Log a verdict that is not a plain APPLY, in django-cqrs's words and levels."""
+    if verdict is Verdict.DUPLICATE:
+        logger.info(
+            "Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).", pk, incoming, cqrs_id
+        )
+    elif verdict is Verdict.OUT_OF_ORDER:
+        logger.warning(
+            "Wrong CQRS sync order, skipped: pk = %s, cqrs_revision = new %s / existing %s (%s).",
+            pk,
+            incoming,
+            stored,
+            cqrs_id,
+        )
+    elif verdict is Verdict.APPLY_AFTER_GAP:
+        logger.warning(
+            "Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s).",
+            incoming - stored - 1,
+            pk,
+            incoming,
+            cqrs_id,
+        )
+    elif verdict is Verdict.DOWNGRADE:
+        logger.warning(
+            "CQRS revision downgrade on sync: pk = %s, cqrs_revision = new %s / existing %s (%s).",
+            pk,
+            incoming,
+            stored,
+            cqrs_id,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
