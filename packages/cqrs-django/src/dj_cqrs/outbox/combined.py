@@ -28,6 +28,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import Model, sql
 from django.db.models.expressions import Combinable
+from django.db.models.fields import NOT_PROVIDED
 from django.utils import timezone
 
 from cqrs_core.payload import TransportPayload
@@ -88,8 +89,6 @@ def _model_eligible(model: type[Model]) -> bool:
 
 
 def _has_db_default(field: Any) -> bool:
-    from django.db.models.fields import NOT_PROVIDED
-
     return getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED
 
 
@@ -112,6 +111,9 @@ def insert(
     if pk_unknown and meta.pk not in returning:
         give_up(instance)
         return None
+    if isinstance(instance.__dict__.get("cqrs_revision"), Combinable):
+        give_up(instance)  # a revision only the database knows: not a create we can stand in for
+        return None
     query = sql.InsertQuery(type(instance))
     query.insert_values(fields, [instance], raw=raw)
     compiler = query.get_compiler(using=using)
@@ -122,9 +124,6 @@ def insert(
         return None
     statement, params = statements[0]
     stand_ins = {"pk": PK_STAND_IN} if pk_unknown else {}
-    if isinstance(instance.__dict__.get("cqrs_revision"), Combinable):
-        give_up(instance)
-        return None
     event = _event(instance, using, created=True, stand_ins=stand_ins)
     if event is None:
         give_up(instance)
@@ -177,16 +176,14 @@ def _event(
 
     None if a stand-in number shows up anywhere else in the body (in the user's data).
     """
-    saved = dict(instance.__dict__)
     pk_attname = instance._meta.pk.attname
+    values = {pk_attname if name == "pk" else name: number for name, number in stand_ins.items()}
+    real = {attname: instance.__dict__.get(attname) for attname in values}
     try:
-        for name, number in stand_ins.items():
-            instance.__dict__[pk_attname if name == "pk" else name] = number
+        instance.__dict__.update(values)
         _, entry = save_event(instance, using, created=created)
     finally:
-        for name in stand_ins:
-            attname = pk_attname if name == "pk" else name
-            instance.__dict__[attname] = saved.get(attname)
+        instance.__dict__.update(real)
     payload = entry.payload
     body = rows.body_of(payload)
     for number in stand_ins.values():
