@@ -179,3 +179,25 @@ def test_a_failing_post_save_receiver_of_the_user_loses_no_event(
     row = Author.objects.get()
     assert (row.name, row.cqrs_revision) == committed[-1]
     assert [m["instance_data"]["name"] for m in sent(recorder)] == [name for name, _ in committed]
+
+
+def test_f_expressions_of_the_user_are_sent_with_their_stored_values(recorder: Any) -> None:
+    from django.db.models import F
+
+    product = Product.objects.create(name="p", price="1.00", quantity=5)
+    product.quantity = F("quantity") + 2
+    product.save()
+    assert product.quantity == 7  # read back, not left as an expression
+    assert [b["instance_data"]["quantity"] for b in stored_bodies()] == [5, 7]
+    assert [m["instance_data"]["quantity"] for m in sent(recorder)] == [5, 7]
+
+
+def test_delete_of_a_deferred_row_carries_its_next_revision(recorder: Any) -> None:
+    author = Author.objects.create(name="Ann")
+    for name in ("Bea", "Cid", "Dan"):
+        author.name = name
+        author.save()
+    Author.objects.filter(pk=author.pk).only("id").delete()
+    delete = stored_bodies()[-1]
+    assert delete["signal_type"] == "DELETE"
+    assert delete["instance_data"]["cqrs_revision"] == 4  # stored 3, plus 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import signals
 from django.dispatch import Signal
 
@@ -30,6 +32,7 @@ class MasterSignals:
         """Connect the handlers for `model_cls` (idempotent)."""
         uid = "dj_cqrs.master"
         signals.post_save.connect(cls.post_save, sender=model_cls, weak=False, dispatch_uid=uid)
+        signals.pre_delete.connect(cls.pre_delete, sender=model_cls, weak=False, dispatch_uid=uid)
         signals.post_delete.connect(cls.post_delete, sender=model_cls, weak=False, dispatch_uid=uid)
         post_bulk_create.connect(
             cls.post_bulk_create, sender=model_cls, weak=False, dispatch_uid=uid
@@ -54,9 +57,23 @@ class MasterSignals:
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "cqrs_revision" not in update_fields:
             return  # a partial save without update_cqrs_fields publishes nothing (django-cqrs)
-        instance._cqrs_refresh_revision(using)
+        instance._cqrs_refresh_expressions(using)
         event = events.save_event(instance, using, created=bool(kwargs.get("created")))
         events.enqueue(using, [event])
+
+    @classmethod
+    def pre_delete(cls, sender: Any, **kwargs: Any) -> None:
+        """Load a deferred `cqrs_revision` while the row exists: the DELETE carries it + 1.
+
+        Without it a `.only("id").delete()` would send revision 1, a tombstone too low to stop
+        an older SAVE from bringing the row back on replicas.
+        """
+        instance = kwargs["instance"]
+        if events.produces(instance) and not isinstance(
+            instance.__dict__.get("cqrs_revision"), int
+        ):
+            with contextlib.suppress(ObjectDoesNotExist):  # already gone: nothing to read
+                instance.refresh_from_db(using=kwargs.get("using"), fields=["cqrs_revision"])
 
     @classmethod
     def post_delete(cls, sender: Any, **kwargs: Any) -> None:

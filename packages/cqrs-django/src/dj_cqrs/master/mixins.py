@@ -11,7 +11,7 @@ from django.db.models.expressions import Combinable, F
 
 from dj_cqrs import conf
 from dj_cqrs.master import pending
-from dj_cqrs.master.events import enqueue, row_key, sync_event
+from dj_cqrs.master.events import enqueue, produces, row_key, sync_event
 from dj_cqrs.master.manager import MasterManager
 from dj_cqrs.master.meta import MasterMeta
 from dj_cqrs.master.serialization import (
@@ -112,7 +112,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
             else:
                 self.cqrs_revision = F("cqrs_revision") + 1
         try:
-            if in_atomic or not self.CQRS_PRODUCE or not outbox_settings().enabled:
+            if in_atomic or not produces(self) or not outbox_settings().enabled:
                 super().save(**kwargs)
             elif bump and combined.eligible(self, using):  # the row and its outbox row at once
                 with combined.one_statement_save(self, using):
@@ -124,7 +124,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
             if isinstance(self.__dict__.get("cqrs_revision"), Combinable):
                 self.__dict__["cqrs_revision"] = old_revision
             raise
-        self._cqrs_refresh_revision(using)
+        self._cqrs_refresh_expressions(using)
         self.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(self)
 
     save.alters_data = True  # type: ignore[attr-defined]
@@ -203,10 +203,17 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         if fields is None:
             self.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(self)
 
-    def _cqrs_refresh_revision(self, using: str | None) -> None:
-        """Replace the F() expression of a save by the value the database holds now."""
-        if isinstance(self.__dict__.get("cqrs_revision"), Combinable):
-            self.refresh_from_db(using=using, fields=["cqrs_revision"])
+    def _cqrs_refresh_expressions(self, using: str | None) -> None:
+        """Replace the F() expressions of a save (`cqrs_revision`, or the user's
+        `obj.stock = F("stock") - 1`) by the values the database holds now, in one query."""
+        loaded = self.__dict__
+        names = [
+            field.attname
+            for field in self._meta.concrete_fields
+            if isinstance(loaded.get(field.attname), Combinable)
+        ]
+        if names:
+            self.refresh_from_db(using=using, fields=names)
 
     # -- save counters ---------------------------------------------------------------------
 

@@ -174,13 +174,16 @@ def _event(
 ) -> _Event | None:
     """The SAVE event with stand-ins serialized for `stand_ins` ({"pk" or attname: number}).
 
-    None if a stand-in number shows up anywhere else in the body (in the user's data).
+    None if a stand-in number shows up anywhere else in the body (in the user's data), or
+    a field holds an F() expression (its value is known only after the statement).
     """
     pk_attname = instance._meta.pk.attname
     values = {pk_attname if name == "pk" else name: number for name, number in stand_ins.items()}
     real = {attname: instance.__dict__.get(attname) for attname in values}
     try:
         instance.__dict__.update(values)
+        if any(isinstance(value, Combinable) for value in instance.__dict__.values()):
+            return None  # the user's F() expression: only the database knows its value
         _, entry = save_event(instance, using, created=created)
     finally:
         instance.__dict__.update(real)
