@@ -107,14 +107,16 @@ def test_malformed_is_dead_with_reason(transport: Tiny) -> None:
         Inbound(b"not json"),
         Inbound(b'{"signal_type":"SAVE"}'),
         Inbound(b'{"signal_type":"SAVE","cqrs_id":"a","instance_data":{},"retries":-1}'),
+        Inbound(b"[" * 100_000),  # deeper than the parser's recursion limit
     ]
     settled = transport.dispatch(spy, bad, cqrs_ids={"a"})
-    assert kinds(settled) == [OutcomeKind.DEAD] * 3
+    assert kinds(settled) == [OutcomeKind.DEAD] * 4
     assert all(item.payload is None for item in settled)
     reasons = [item.outcome.reason for item in settled]
     assert reasons[0].startswith("malformed message: body is not valid JSON")
     assert reasons[1] == "malformed message: missing key(s): cqrs_id, instance_data"
     assert "retries must be a non-negative integer" in reasons[2]
+    assert reasons[3] == "malformed message: body is JSON nested too deeply to parse"
     assert spy.batches == []
 
 

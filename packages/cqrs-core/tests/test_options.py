@@ -105,7 +105,7 @@ def test_empty_strings_and_sections_mean_unset() -> None:
         ({"replica": {"CQRS_MAX_RETRIES": 2.5}}, "CQRS['replica']['CQRS_MAX_RETRIES']"),
         (
             {"replica": {"CQRS_RETRY_DELAY": -1}},
-            "CQRS['replica']['CQRS_RETRY_DELAY'] must be a number >= 0",
+            "CQRS['replica']['CQRS_RETRY_DELAY'] must be a number of seconds from 0",
         ),
         ({"replica": {"CQRS_RETRY_DELAY": "2"}}, "CQRS['replica']['CQRS_RETRY_DELAY']"),
         ({"replica": {"CQRS_RETRY_DELAY": None}}, "CQRS['replica']['CQRS_RETRY_DELAY']"),
@@ -122,9 +122,13 @@ def test_empty_strings_and_sections_mean_unset() -> None:
         ({"replica": {"batch_timeout": -0.1}}, "CQRS['replica']['batch_timeout']"),
         (
             {"master": {"CQRS_MESSAGE_TTL": "1d"}},
-            "CQRS['master']['CQRS_MESSAGE_TTL'] must be a number >= 0",
+            "CQRS['master']['CQRS_MESSAGE_TTL'] must be a number of seconds from 0",
         ),
         ({"master": {"CQRS_MESSAGE_TTL": -1}}, "CQRS['master']['CQRS_MESSAGE_TTL']"),
+        # would overflow the expiry of every message decoded without one
+        ({"master": {"CQRS_MESSAGE_TTL": float("inf")}}, "CQRS['master']['CQRS_MESSAGE_TTL']"),
+        ({"master": {"CQRS_MESSAGE_TTL": float("nan")}}, "CQRS['master']['CQRS_MESSAGE_TTL']"),
+        ({"master": {"CQRS_MESSAGE_TTL": 10**12}}, "to 1,000,000,000, got 1000000000000"),
     ],
 )
 def test_bad_values_name_the_key(settings: dict[str, Any], where: str) -> None:

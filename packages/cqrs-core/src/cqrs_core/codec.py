@@ -85,6 +85,8 @@ def loads(body: bytes | str) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedMessage(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the interpreter can parse
+        raise MalformedMessage("body is JSON nested too deeply to parse") from None
 
 
 def encode(payload: TransportPayload) -> bytes:

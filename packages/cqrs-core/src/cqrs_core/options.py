@@ -20,7 +20,6 @@ from cqrs_core.constants import (
 )
 from cqrs_core.exceptions import ConfigurationError
 
-_MISSING = object()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,9 +133,19 @@ def _opt_int(value: Any, where: str) -> int | None:
     return None if value is None else _int(value, where)
 
 
+_MAX_SECONDS = 10**9
+"""About 31 years: larger delays, timeouts and TTLs overflow date arithmetic."""
+
+
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigurationError(f"{where} must be a number >= 0, got {value!r}.")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value <= _MAX_SECONDS  # also false for NaN
+    ):
+        raise ConfigurationError(
+            f"{where} must be a number of seconds from 0 to {_MAX_SECONDS:,}, got {value!r}."
+        )
     return float(value)
 
 

@@ -167,8 +167,9 @@ def _parse_expires(value: object) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise MalformedMessage(f"expires is not an ISO 8601 datetime: {value!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=timezone.utc)
+        parsed.astimezone(timezone.utc)  # must be representable in UTC to be sent again
+    except (ValueError, OverflowError):
+        raise MalformedMessage(f"expires is not a usable ISO 8601 datetime: {value!r}") from None
     return parsed
