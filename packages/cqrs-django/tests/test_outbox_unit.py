@@ -312,6 +312,21 @@ def test_cqrs_outbox_shows_backlog_and_cqrs_relay_once_sends_it(
     assert "Pending events: 0" in out.getvalue()
 
 
+def test_relay_sends_the_rest_past_a_row_whose_body_is_not_an_event(
+    recorder: Any, settings: Any
+) -> None:
+    set_outbox(settings, fast_path=False)
+    broken = Author.objects.create(name="Ann")
+    Product.objects.create(name="p")
+    OutboxEvent.objects.filter(instance_pk=str(broken.pk), cqrs_id="author").update(body="{oops")
+    out = io.StringIO()
+    call_command("cqrs_relay", "--once", "--grace", "0", stdout=out)  # returns: not stuck
+    assert [b["cqrs_id"] for b in bodies(recorder)] == ["product"]
+    row = OutboxEvent.objects.get(cqrs_id="author")
+    assert row.sent_at is None  # kept, never sent
+    assert "undecodable body" in row.last_error
+
+
 @pytest.mark.parametrize(
     ("master", "text"),
     [

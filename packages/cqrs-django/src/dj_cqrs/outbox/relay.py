@@ -21,6 +21,8 @@ from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from cqrs_core.exceptions import MalformedMessage
+from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.outbox import notify, retention, rows
 from dj_cqrs.outbox.models import OutboxEvent
@@ -48,6 +50,8 @@ class Relay:
         self.on_batch = on_batch
         self.sent = 0
         """Rows sent since start."""
+        self.undecodable: set[int] = set()
+        """Rows whose body is not an event: never sent, skipped by `until_empty`."""
         self.failures = 0
         """Consecutive failed batches (the backoff grows with it)."""
         self._stop = threading.Event()
@@ -95,7 +99,11 @@ class Relay:
                 if count:
                     continue
                 if until_empty:
-                    left = OutboxEvent.objects.using(self.using).filter(sent_at__isnull=True)
+                    left = (
+                        OutboxEvent.objects.using(self.using)
+                        .filter(sent_at__isnull=True)
+                        .exclude(id__in=self.undecodable)
+                    )
                     if horizon is None or not left.filter(id__lte=horizon).exists():
                         break
                     self._stop.wait(min(self.settings.poll_interval, 0.2))
@@ -202,7 +210,9 @@ class Relay:
         sendable = self.in_order(batch)
         if not sendable:
             return 0
-        payloads = rows.payloads_of(sendable)
+        payloads, sendable = self._decoded(sendable)
+        if not sendable:
+            return 0
         try:
             conf.get_transport().produce_many(payloads)
         except Exception as exc:
@@ -211,6 +221,33 @@ class Relay:
         rows.mark_sent(self.using, [r.id for r in sendable], self.settings.keep_days)
         self.sent += len(sendable)
         return len(sendable)
+
+    def _decoded(
+        self, batch: Sequence[OutboxEvent]
+    ) -> tuple[list[TransportPayload], list[OutboxEvent]]:
+        """The events of `batch` and their rows, without rows whose body is not an event.
+
+        Such a row (edited by hand) is never sent: it is logged and marked with the reason, so
+        `cqrs_outbox` and the admin show it, and the rest of the batch still goes out.
+        """
+        expires = expires_in(conf.message_ttl())
+        payloads: list[TransportPayload] = []
+        decoded: list[OutboxEvent] = []
+        for row in batch:
+            try:
+                payloads.append(rows.payload_of(row, expires=expires))
+            except MalformedMessage as exc:
+                logger.error(
+                    "CQRS outbox row %s cannot be sent: its body is not an event (%s). Fix or "
+                    "delete the row (admin: CQRS outbox events).",
+                    row.id,
+                    exc,
+                )
+                rows.mark_left(self.using, [row.id], f"relay: undecodable body: {exc}")
+                self.undecodable.add(row.id)
+            else:
+                decoded.append(row)
+        return payloads, decoded
 
     def in_order(self, batch: Sequence[OutboxEvent]) -> list[OutboxEvent]:
         """The rows of `batch` that no unsent earlier row of the same (cqrs_id, pk) precedes."""
