@@ -17,7 +17,7 @@ from cqrs_replica_models import AuthorRef, Flaky, Item, ProductRef, RawEvents, T
 from cqrs_testproject.replica_app.models import MappedItem
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from replica_support import at, payload
+from replica_support import at, data, payload
 
 from cqrs_core.constants import SignalType
 from cqrs_core.payload import TransportPayload
@@ -226,3 +226,18 @@ def test_failing_bulk_statement_falls_back_to_per_message(settings: Any) -> None
     assert bulk_outcomes == single_outcomes == [["applied", "retry", "applied"]]
     assert bulk_state == single_state
     assert [row[0] for row in bulk_state["item"]] == ["1", "3"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_then_recreate_in_one_batch_deletes_the_stored_row_first() -> None:
+    """As the single path does: the DELETE runs (and cascades) before the new row is inserted."""
+    handler = make_handler()
+    handler(_item_batch(1))
+    delete = payload("item", data(1, 1, 10), SignalType.DELETE)
+    recreate = payload("item", data(1, 0, 20, name="again"))
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = handler([delete, recreate])
+    assert {o.kind.value for o in outcomes} == {"applied"}
+    assert any(q["sql"].startswith('DELETE FROM "replica_app_item"') for q in queries)
+    item = Item.objects.get()
+    assert (item.name, item.cqrs_revision) == ("again", 0)

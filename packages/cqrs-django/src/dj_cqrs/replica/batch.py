@@ -98,6 +98,8 @@ class _Row:
     tombstone: Tombstone | None
     row_changed: bool = False
     tombstone_changed: bool = False
+    deleted: bool = False
+    """The stored row is deleted (then maybe created again): a DELETE, which cascades."""
 
 
 def apply_model_batch(model: Any, payloads: Sequence[TransportPayload]) -> list[Exception | None]:
@@ -262,6 +264,7 @@ def _replay_delete(model: Any, pk: Any, row: _Row, delete: Mark) -> None:
         else:
             row.instance = None
             row.row_changed = True
+            row.deleted = row.existed
     tomb = row.tombstone
     if tomb is None:
         row.tombstone = Tombstone(
@@ -283,23 +286,25 @@ def _replay_delete(model: Any, pk: Any, row: _Row, delete: Mark) -> None:
 
 
 def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
-    gone = [key for key, row in rows.items() if row.existed and row.instance is None]
+    gone = [key for key, row in rows.items() if row.deleted]
     if gone:  # a QuerySet delete, so that cascades to other replica models still happen
         model._base_manager.using(using).filter(pk__in=gone).delete()
     changed = []
     for row in rows.values():
         if row.row_changed and row.instance is not None:
-            row.instance._state.adding = not row.existed  # re-created rows are updates
+            row.instance._state.adding = row.deleted or not row.existed
             changed.append(row.instance)
     if changed:
         pk_name = model._meta.pk.name
         fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
         upsert(model, using, changed, [pk_name], fields)
-    tombstones = [row.tombstone for row in rows.values() if row.tombstone_changed]
+    tombstones = [
+        row.tombstone
+        for row in rows.values()
+        if row.tombstone is not None and row.tombstone_changed
+    ]
     if tombstones:
         now = timezone.now()
-        for tomb in tombstones:
-            tomb.deleted_at = now  # type: ignore[union-attr]
         if connections[using].features.supports_update_conflicts_with_target:
             # Stored ones are inserted afresh (without their id) and meet ON CONFLICT.
             tombstones = [
@@ -311,11 +316,10 @@ def _write(model: Any, using: str, rows: dict[Any, _Row]) -> None:
                     deleted_at=now,
                 )
                 for t in tombstones
-                if t is not None
             ]
         else:
             for tomb in tombstones:
-                tomb._state.adding = tomb.pk is None  # type: ignore[union-attr]
+                tomb.deleted_at = now
         upsert(
             Tombstone,
             using,

@@ -58,8 +58,8 @@ def _upsert_postgresql(
     meta = model._meta
     columns = [field for field in meta.concrete_fields if not getattr(field, "generated", False)]
     types = [array_type(field, connection) for field in columns]
-    if None in types:
-        return False
+    if None in types or any(type(field).pre_save not in _STOCK_PRE_SAVE for field in columns):
+        return False  # no array type, or values the field computes itself (bulk_create asks it)
     auto_pk = meta.pk if meta.pk in columns and meta.pk.db_returning else None
     ready = [_READY_TYPES.get(type(field)) for field in columns]
     groups: dict[tuple[bool, ...], list[list[Any]]] = {}
@@ -71,9 +71,7 @@ def _upsert_postgresql(
             if value is None or type(value) is ready_type:
                 defaults.append(value is None and field is auto_pk)
                 row.append(value)
-            elif (DatabaseDefault is not None and isinstance(value, DatabaseDefault)) or (
-                value is None and field is auto_pk
-            ):
+            elif DatabaseDefault is not None and isinstance(value, DatabaseDefault):
                 defaults.append(True)
                 row.append(None)
             elif hasattr(value, "resolve_expression"):
@@ -125,6 +123,17 @@ _READY_TYPES: dict[type[Any], type[Any]] = {
 }
 """Stock field classes (exactly these: a subclass may prepare its values) whose values of
 exactly this type go to the driver as they are: what `get_db_prep_save` returns, minus the calls."""
+
+
+_STOCK_PRE_SAVE = frozenset(
+    (
+        models.Field.pre_save,
+        models.DateField.pre_save,
+        models.DateTimeField.pre_save,
+        models.TimeField.pre_save,
+    )
+)
+"""`pre_save` of these only reads the attribute (without auto_now, which bulk apply refuses)."""
 
 
 def array_type(field: Any, connection: Any) -> str | None:
