@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from cqrs_core.exceptions import ConfigurationError, PublishError
@@ -32,6 +34,26 @@ _FAILED_SETTLE_PAUSE = 0.5
 """Pause after messages were given back, so a message nobody can take does not spin."""
 _RECONNECT_ON: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, ConfirmTimeout)
 """Failures after which the loop reconnects and re-declares."""
+ROUTING_KEY_HEADER = "x-cqrs-routing-key"
+"""Original routing key of a released message republished to the tail of its queue.
+
+A requeued (nacked) message goes back to the head of the queue, so `prefetch_count` released
+messages there would be all a consumer ever receives. A released message is instead republished
+through the default exchange straight to the end of the same queue; its routing key then is the
+queue name, so the key it was first published with travels in this header.
+"""
+
+
+def delivery_routing_key(routing_key: str, properties: pika.BasicProperties | None) -> str:
+    """The key a delivery was first published with: the release header's when it has one."""
+    original = ((properties and properties.headers) or {}).get(ROUTING_KEY_HEADER)
+    if isinstance(original, bytes):
+        original = original.decode("utf-8", "replace")
+    return original if isinstance(original, str) else routing_key
+
+
+_Delivery = tuple[int, str, bytes, pika.BasicProperties]
+"""(delivery tag, original routing key, body, properties) of one buffered delivery."""
 
 
 class ConsumerCancelled(ConnectionError):
@@ -60,7 +82,7 @@ class ConsumerLoop:
         self.batch_size = common.batch_size
         self.batch_timeout = common.batch_timeout
         self.prefetch = common.prefetch_count
-        self._buffer: list[tuple[int, str, bytes]] = []
+        self._buffer: list[_Delivery] = []
         self._first_at = 0.0
         self._last_tick = time.monotonic()
         self.reconnects = 0
@@ -110,11 +132,12 @@ class ConsumerLoop:
                             connection.close()
 
     def _on_message(
-        self, _channel: BlockingChannel, method: Any, _properties: Any, body: bytes
+        self, _channel: BlockingChannel, method: Any, properties: Any, body: bytes
     ) -> None:
         if not self._buffer:
             self._first_at = time.monotonic()
-        self._buffer.append((method.delivery_tag, method.routing_key, body))
+        key = delivery_routing_key(method.routing_key, properties)
+        self._buffer.append((method.delivery_tag, key, body, properties))
 
     def _serve(
         self, connection: BlockingConnection, channel: BlockingChannel, confirms: ConfirmingChannel
@@ -143,19 +166,21 @@ class ConsumerLoop:
 
     def _handle(
         self,
-        batch: list[tuple[int, str, bytes]],
+        batch: list[_Delivery],
         connection: BlockingConnection,
         channel: BlockingChannel,
         confirms: ConfirmingChannel,
     ) -> None:
+        deliveries = {tag: (key, body, properties) for tag, key, body, properties in batch}
         inbound = [
             Inbound(body, queue=self.topology.inbound_queue(key), token=tag)
-            for tag, key, body in batch
+            for tag, (key, body, _properties) in deliveries.items()
         ]
         settled = self.transport.dispatch(self.handler, inbound, cqrs_ids=self.cqrs_ids)
         acks: list[int] = []
         give_back: list[int] = []
         moved: list[int] = []
+        released: list[int] = []
         messages: list[Message] = []
         for item in settled:
             tag = item.message.token
@@ -163,25 +188,31 @@ class ConsumerLoop:
             if item.outcome.acks:
                 acks.append(tag)
             elif kind is OutcomeKind.RELEASE:
-                give_back.append(tag)
+                messages.append(self._to_tail(*deliveries[tag]))
+                released.append(tag)
             else:
                 messages.append(self._republish(item))
                 moved.append(tag)
         if messages:
+            # Stored copies first (confirmed), originals acked after: never lose a message.
             try:
                 confirms.publish(messages, timeout=self.settings.publish_timeout)
             except ConfirmTimeout:
                 raise
             except PublishError as exc:
                 logger.error(
-                    "Could not store %d retry/dead-letter message(s) (%s); the originals are "
-                    "given back to the queue and will be handled again",
+                    "Could not store %d retry/dead-letter/released message(s) (%s); the "
+                    "originals are given back to the queue and will be handled again",
                     len(messages),
                     exc,
                 )
                 give_back.extend(moved)
+                give_back.extend(released)
+                released.clear()
             else:
                 acks.extend(moved)
+        handled = bool(acks)
+        acks.extend(released)
         for tag in give_back:
             channel.basic_nack(delivery_tag=tag, requeue=True)
         if acks:
@@ -191,8 +222,18 @@ class ConsumerLoop:
             else:
                 for tag in acks:
                     channel.basic_ack(delivery_tag=tag)
-        if give_back and not acks:
+        if (give_back or released) and not handled:
+            # Nothing in the batch was ours: do not spin on messages nobody here can take.
             self._pause(_FAILED_SETTLE_PAUSE, connection)
+
+    def _to_tail(self, key: str, body: bytes, properties: pika.BasicProperties) -> Message:
+        """A released message, unchanged, to the end of our queue with its key in a header."""
+        properties = copy.copy(properties)
+        properties.headers = {**(properties.headers or {}), ROUTING_KEY_HEADER: key}
+        # RabbitMQ checks `user_id` against the publishing connection's user and would close
+        # the channel over a message first published by another user: it is not kept.
+        properties.user_id = None
+        return Message("", self.topology.queue, body, properties)
 
     def _republish(self, item: Settled) -> Message:
         transport = self.transport
