@@ -86,6 +86,7 @@ def test_consumer_sigkilled_mid_batch_then_restarted(fault_replication: Replicat
     finish(fault_replication, "sigkill")
     assert done < applied(), "the restarted consumer applied the rest"
     assert applied() == ROWS + ROWS // 2 + duplicated_applications()
+    assert duplicated_applications() == 0
 
 
 @contextlib.contextmanager
@@ -133,6 +134,7 @@ def test_connection_cut_mid_stream(fault_replication: Replication) -> None:
         finish(replication, f"connection cut x{cuts}")
         assert proxy.connections > 1, "the consumer reconnected through the proxy"
         assert applied() == ROWS + 100 + duplicated_applications()
+        assert duplicated_applications() == 0
 
 
 def test_handler_failing_n_times_then_succeeding(fault_replication: Replication) -> None:

@@ -59,17 +59,9 @@ def test_transport_class_resolves_names_and_paths(
     ],
 )
 def test_legacy_paths_select_the_plugin(settings: Any, spec: str, name: str) -> None:
-    """Old django-cqrs paths select the plugin; if it is not installed the error says how."""
+    """Old django-cqrs paths select the plugin (every plugin is installed for the tests)."""
     settings.CQRS = {"transport": spec}
-    try:
-        cls = conf.transport_class()
-    except TransportNotFound as exc:
-        assert exc.name == name
-        assert "pip install" in str(exc)
-    except TransportLoadError as exc:  # installed but broken/incomplete in this environment
-        assert name in str(exc)
-    else:
-        assert cls.name == name
+    assert conf.transport_class().name == name
 
 
 def test_resolution_errors_are_clear(settings: Any) -> None:

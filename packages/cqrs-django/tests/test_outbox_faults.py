@@ -45,7 +45,6 @@ TUNING = {
 
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[str]:
-    pytest.importorskip("cqrs_rabbitmq")
     try:
         socket.create_connection((HOST, PORT), timeout=3).close()
     except OSError as exc:

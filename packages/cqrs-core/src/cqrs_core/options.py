@@ -21,7 +21,6 @@ from cqrs_core.constants import (
 from cqrs_core.exceptions import ConfigurationError
 
 
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class CommonOptions:
     """Keys shared by every transport, with the defaults of django-cqrs."""

@@ -145,7 +145,7 @@ def _listen_elsewhere(host: str, *, avoid: tuple[str, int]) -> socket.socket:
     try:
         while True:
             server = socket.create_server((host, 0))
-            if server.getsockname()[:2] != avoid:
+            if server.getsockname()[1] != avoid[1]:  # ports only: `avoid` may be a host name
                 return server
             held.append(server)  # keep it bound so the next try gets another port
     finally:
