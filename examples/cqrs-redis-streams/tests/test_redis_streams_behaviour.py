@@ -22,6 +22,7 @@ def _pending(client, stream, group):
     ("options", "message"),
     [
         ({"redis_streams": {"prefx": "x"}}, "Unknown key(s) in CQRS['redis_streams']: prefx"),
+        ({"redis_streams": {"url": "redis://x/1"}}, "url (the URL is CQRS['url'])"),
         ({"redis_streams": {"block": 5}}, "'block'] must be > 0 and <= 1 second"),
         ({"url": "amqp://localhost"}, "must be a Redis URL"),
         ({"redis_streams": {"claim_min_idle": -1}}, "number of seconds >= 0"),

@@ -39,11 +39,13 @@ class StreamSettings:
             raise ConfigurationError(
                 f"CQRS[{SECTION!r}] must be a dict, got {type(section).__name__}."
             )
-        unknown = set(section) - {f.name for f in dataclasses.fields(cls)} - {"url"}
+        known = [f.name for f in dataclasses.fields(cls) if f.name != "url"]  # url: CQRS['url']
+        unknown = set(section) - set(known)
         if unknown:
+            hint = " (the URL is CQRS['url'])" if "url" in unknown else ""
             raise ConfigurationError(
-                f"Unknown key(s) in CQRS[{SECTION!r}]: {', '.join(sorted(unknown))}. "
-                f"Known: prefix, claim_min_idle, block, retention, reap_after, connect_timeout."
+                f"Unknown key(s) in CQRS[{SECTION!r}]: {', '.join(sorted(unknown))}{hint}. "
+                f"Known: {', '.join(known)}."
             )
         url = options.get("url") or DEFAULT_URL
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):

@@ -30,7 +30,6 @@ from typing import Any, cast
 
 import redis
 from cqrs_core import (
-    TRANSPORT_API_VERSION,
     BaseTransport,
     Capability,
     DeadLetter,
@@ -63,7 +62,7 @@ class RedisStreamsTransport(BaseTransport):
     """
 
     name = "redis_streams"
-    api_version = TRANSPORT_API_VERSION
+    api_version = 1  # the cqrs-core transport API this was written against (checked on load)
     capabilities = frozenset(
         {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
     )
