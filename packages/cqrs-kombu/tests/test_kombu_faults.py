@@ -117,6 +117,8 @@ def test_consumer_survives_broker_outage_and_keeps_retry(proxied):
     consume_until(consumer, recorder, lambda: recorder.count() >= 2, cqrs_ids=IDS, timeout=30)
     thread.join(5)
     consumer.close()
+    assert not thread.is_alive()
+    assert proxy.connections >= 2  # the outage really cut the consumer off: it reconnected
     assert [p.retries for p in recorder.payloads] == [0, 1]
 
 

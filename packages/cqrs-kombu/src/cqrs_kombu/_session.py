@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from amqp.exceptions import AccessRefused, PreconditionFailed
 from kombu import Connection, Consumer
 
 from cqrs_core import routing
+from cqrs_core.exceptions import ConfigurationError
 from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from cqrs_kombu._delay import DUE_HEADER, ID_HEADER, DelayScheduler
 from cqrs_kombu._redis import AtomicTaker, Leases
@@ -46,45 +48,53 @@ class Session:
         self.topology: Topology = replica_topology(self.common, self.ids)
         self.connection: Connection = transport.connect()
         self._buffer: list[Any] = []
-        channel = self.connection.channel()
-        self.channel = channel
-        for queue in (self.topology.main, self.topology.dead, self.topology.delayed):
-            queue(channel).declare()
-        self.sender = Sender(
-            self.connection, self.topology.exchange, amqp=transport.backend.is_amqp
-        )
-        delay_channel = self.connection.channel()
-        self.polling = transport.backend.kind == "redis"
-        self.leases: Leases | None = None
-        self.taker: AtomicTaker | None = None
-        take_delayed = None
-        if self.polling:
-            # No kombu Consumer (no BRPOP left outstanding): see `_redis`.
-            self.taker = AtomicTaker(
-                channel, self.own_queue, prepare=self._pin, on_malformed=self._dead_raw
+        try:
+            channel = self.connection.channel()
+            self.channel = channel
+            for queue in (self.topology.main, self.topology.dead, self.topology.delayed):
+                queue(channel).declare()
+            self.sender = Sender(
+                self.connection, self.topology.exchange, amqp=transport.backend.is_amqp
             )
-            take_delayed = AtomicTaker(
-                delay_channel, self.topology.delayed.name, on_malformed=self._dead_raw
-            ).take
-            self.leases = Leases([channel, delay_channel])
-        self.scheduler = DelayScheduler(
-            delay_channel,
-            self.topology.delayed,
-            self._move_due,
-            capacity=transport.delay_capacity,
-            take=take_delayed,
-        )
-        if not self.polling:
-            self.consumer = Consumer(
-                channel,
-                queues=[self.topology.main],
-                on_message=self._buffer.append,
-                no_ack=False,
-                prefetch_count=self.common.prefetch_count,
+            delay_channel = self.connection.channel()
+            self.polling = transport.backend.kind == "redis"
+            self.leases: Leases | None = None
+            self.taker: AtomicTaker | None = None
+            take_delayed = None
+            if self.polling:
+                # No kombu Consumer (no BRPOP left outstanding): see `_redis`.
+                self.taker = AtomicTaker(
+                    channel, self.own_queue, prepare=self._pin, on_malformed=self._dead_raw
+                )
+                take_delayed = AtomicTaker(
+                    delay_channel, self.topology.delayed.name, on_malformed=self._dead_raw
+                ).take
+                self.leases = Leases([channel, delay_channel])
+            self.scheduler = DelayScheduler(
+                delay_channel,
+                self.topology.delayed,
+                self._move_due,
+                capacity=transport.delay_capacity,
+                take=take_delayed,
             )
-            self.consumer.consume()
-            if not transport.backend.is_amqp:
-                _pin_to_queue(channel, self.topology.main.name)
+            if not self.polling:
+                self.consumer = Consumer(
+                    channel,
+                    queues=[self.topology.main],
+                    on_message=self._buffer.append,
+                    no_ack=False,
+                    prefetch_count=self.common.prefetch_count,
+                )
+                self.consumer.consume()
+                if not transport.backend.is_amqp:
+                    _pin_to_queue(channel, self.topology.main.name)
+        except BaseException as exc:
+            # Nobody else holds the connection yet: close it here, or every failed attempt
+            # of the consumer's reconnect loop would leave one open.
+            self.close(graceful=False)
+            if isinstance(exc, _REFUSALS):
+                raise ConfigurationError(_refusal_message(exc, transport, self.topology)) from exc
+            raise
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -240,6 +250,33 @@ class Session:
                 logger.debug("CQRS kombu: graceful close failed", exc_info=True)
         with contextlib.suppress(Exception):
             self.connection.collect()
+
+
+_REFUSALS = (AccessRefused, PreconditionFailed)
+"""AMQP 403 and 406 while declaring: caused by the settings, reconnecting won't help.
+
+Not 404: the session declares everything it uses, so NOT_FOUND there is transient (a cluster
+node holding a durable queue is down, an exchange deleted between declare and bind).
+"""
+
+
+def _refusal_message(exc: BaseException, transport: KombuTransport, topology: Topology) -> str:
+    names = ", ".join(repr(name) for name in (topology.exchange.name, *topology.queue_names))
+    if isinstance(exc, AccessRefused):
+        hint = (
+            "grant the user in CQRS['url'] configure, write and read permissions on the "
+            "virtual host, or connect as another user"
+        )
+    else:
+        hint = (
+            "one of them already exists with other flags or arguments (e.g. not durable): "
+            "delete it, or set another CQRS['exchange'], CQRS['queue'] or "
+            "CQRS['replica']['dead_letter_queue']"
+        )
+    return (
+        f"The broker at {transport._safe_url()} refused to set up {names} "
+        f"({type(exc).__name__}: {exc}); {hint}."
+    )
 
 
 def _pin_to_queue(channel: Any, queue: str) -> None:

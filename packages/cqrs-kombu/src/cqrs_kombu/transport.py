@@ -18,7 +18,7 @@ from typing import Any
 from kombu import Connection, Queue
 
 from cqrs_core import codec, routing
-from cqrs_core.exceptions import MalformedMessage, PublishError
+from cqrs_core.exceptions import ConfigurationError, MalformedMessage, PublishError
 from cqrs_core.messages import DeadLetter, Handler, Outgoing
 from cqrs_core.transports.base import BaseTransport, Capability
 from cqrs_kombu._backend import Backend, backend_from_options
@@ -31,6 +31,7 @@ logger = logging.getLogger("django-cqrs")
 _CONNECT_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 """Producer side: give up quickly so the caller gets a PublishError instead of a hang."""
 _BROWSE_CAP = 100_000
+_DEFAULT_DELAY_CAPACITY = 1000
 
 
 class KombuTransport(BaseTransport):
@@ -52,8 +53,7 @@ class KombuTransport(BaseTransport):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self.backend: Backend = backend_from_options(self.options)
-        replica = self.options.get("replica") or {}
-        self.delay_capacity = int(replica.get("delay_queue_max_size") or 1000)
+        self.delay_capacity = _delay_capacity(self.options)
         self._lock = threading.Lock()
         self._sender: Sender | None = None
         self._exchange = exchange_for(self.common)
@@ -162,6 +162,9 @@ class KombuTransport(BaseTransport):
                         on_ready()
                 backoff = 0.2
                 session.run(handler, on_tick)
+            except ConfigurationError:  # the broker refused our settings: reconnecting won't help
+                self._give_back_stale(stale, last_chance=True)
+                raise
             except Exception as exc:  # a broker error must never end the worker
                 graceful = False
                 logger.warning(
@@ -275,6 +278,22 @@ class KombuTransport(BaseTransport):
         if sender is not None:
             with contextlib.suppress(Exception):
                 sender.connection.release()
+
+
+def _delay_capacity(options: Mapping[str, Any]) -> int:
+    """`CQRS['replica']['delay_queue_max_size']`: an integer >= 1 (default 1000).
+
+    0 or less would stop the delay scheduler from ever taking a retry back.
+    """
+    replica = options.get("replica") or {}  # a dict: `CommonOptions` has checked
+    value = replica.get("delay_queue_max_size")
+    if value is None:
+        return _DEFAULT_DELAY_CAPACITY
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"CQRS['replica']['delay_queue_max_size'] must be an integer >= 1, got {value!r}."
+        )
+    return value
 
 
 def _letter(message: Any, seq: int) -> tuple[float, int, DeadLetter]:
