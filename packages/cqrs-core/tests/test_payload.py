@@ -143,7 +143,10 @@ def test_expires_formats_accepted(expires: str, expected: dt.datetime) -> None:
         (body(retries="1"), "retries"),
         (body(retries=1.0), "retries"),
         (body(expires="tomorrow"), "expires is not a usable ISO 8601 datetime: 'tomorrow'"),
-        (body(expires="9999-12-31T23:00:00-05:00"), "expires is not a usable"),  # past year 9999 in UTC
+        (
+            body(expires="9999-12-31T23:00:00-05:00"),
+            "expires is not a usable",
+        ),  # past year 9999 in UTC
         (body(expires="2026-13-01T00:00:00+00:00"), "expires"),
         (body(expires=1764230400), "expires must be an ISO 8601 string or null"),
         (body(queue=1), "queue must be a string or null"),
