@@ -107,7 +107,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
                 bump = False
         old_revision = self.__dict__.get("cqrs_revision")
         if bump and not self._state.adding and self.pk is not None:
-            if pending.is_pending(using, row_key(self)):
+            if in_atomic and pending.is_pending(using, row_key(self)):
                 self.cqrs_revision = F("cqrs_revision")  # already counted in this transaction
             else:
                 self.cqrs_revision = F("cqrs_revision") + 1
@@ -146,22 +146,19 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         """
         revision = _expression_for(values, "cqrs_revision")
         connection = connections[using]
+        statement, params = "", ()
         if (
-            revision is None
-            or self._meta.select_on_save
-            or connection.vendor not in _RETURNING_UPDATE
-            or not connection.features.can_return_rows_from_bulk_insert
+            revision is not None
+            and not self._meta.select_on_save
+            and connection.vendor in _RETURNING_UPDATE
+            and connection.features.can_return_rows_from_bulk_insert
         ):
-            if combined.pending(self):
-                combined.give_up(self)
-            return super()._do_update(  # type: ignore[misc, no-any-return]
-                base_qs, using, pk_val, values, update_fields, forced_update
-            )
-        query = base_qs.filter(pk=pk_val).query.chain(sql.UpdateQuery)
-        query.add_update_fields(values)
-        query.annotations = {}
-        statement, params = query.get_compiler(using).as_sql()
-        if not statement or query.related_updates:  # not one plain UPDATE: Django's way
+            query = base_qs.filter(pk=pk_val).query.chain(sql.UpdateQuery)
+            query.add_update_fields(values)
+            query.annotations = {}
+            if not query.related_updates:
+                statement, params = query.get_compiler(using).as_sql()
+        if not statement:  # not one plain UPDATE returning the revision: Django's way
             if combined.pending(self):
                 combined.give_up(self)
             return super()._do_update(  # type: ignore[misc, no-any-return]

@@ -73,8 +73,6 @@ class _Publisher:
         self.thread: threading.Thread | None = None
         self.paused_until = 0.0
         self.paused_generation = -1
-        self.batches = 0
-        self.items = 0
 
     # -- committing threads -------------------------------------------------------------------
 
@@ -118,8 +116,6 @@ class _Publisher:
             try:
                 connected = True
                 self._settle(batch)
-                self.batches += 1
-                self.items += len(batch)
             except Exception:  # the rows are committed and safe; the relay sends them
                 logger.exception("CQRS outbox publisher failed; the relay will send the events")
             finally:

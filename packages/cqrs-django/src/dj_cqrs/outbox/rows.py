@@ -19,14 +19,12 @@ from dj_cqrs.outbox.models import OutboxEvent
 
 def row_for(payload: TransportPayload, now: datetime.datetime) -> OutboxEvent:
     """An unsaved row holding `payload` serialized to its wire JSON."""
-    if payload.expires is not None:
-        payload = dataclasses.replace(payload, expires=None)  # set again when sent
     return OutboxEvent(
         cqrs_id=payload.cqrs_id,
         instance_pk=str(payload.instance_pk),
         signal_type=payload.signal_type.value,
         queue=payload.queue,
-        body=codec.dumps(payload.to_dict()),
+        body=body_of(payload),
         created_at=now,
     )
 

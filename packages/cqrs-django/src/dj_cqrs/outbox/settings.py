@@ -25,7 +25,7 @@ NUMBERS: Mapping[str, float] = {
 }
 """Numeric keys of `CQRS['master']['outbox']` (seconds, except `keep_days`) and defaults."""
 
-INTEGERS: Mapping[str, int] = {"batch_size": 200, "publisher_threads": 2}
+INTEGERS: Mapping[str, int] = {"batch_size": 200}
 FLAGS: Mapping[str, bool] = {"fast_path": True, "notify": True}
 KNOWN = frozenset(NUMBERS) | frozenset(INTEGERS) | frozenset(FLAGS)
 
@@ -46,7 +46,6 @@ class OutboxSettings:
             `SKIP LOCKED`); a crashed relay's rows are taken over after it.
         keep_days: Sent rows are deleted at once (0) or kept that many days.
         batch_size: Rows per relay batch.
-        publisher_threads: Accepted for compatibility; each process has one publisher thread.
         fast_path: False leaves every row to the relay.
         notify: Use PostgreSQL NOTIFY to wake relays when rows are left to them.
     """
@@ -60,7 +59,6 @@ class OutboxSettings:
     lease: float = NUMBERS["lease"]
     keep_days: float = NUMBERS["keep_days"]
     batch_size: int = INTEGERS["batch_size"]
-    publisher_threads: int = INTEGERS["publisher_threads"]
     fast_path: bool = FLAGS["fast_path"]
     notify: bool = FLAGS["notify"]
 

@@ -110,9 +110,11 @@ def run_worker(
                 break
 
             def ready(transport: Any = transport) -> None:
+                nonlocal failures
                 if stop.is_set():
                     transport.stop()  # asked before the transport could notice
                     return
+                failures = 0  # connected again: the next outage starts its backoff afresh
                 probes.ready()
                 out.write(f"cqrs_consume: worker {os.getpid()} ready for {', '.join(cqrs_ids)}\n")
                 out.flush()
