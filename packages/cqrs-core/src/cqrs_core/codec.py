@@ -10,6 +10,7 @@ did), otherwise as a string, so precision is never lost.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import decimal
 import enum
@@ -102,3 +103,17 @@ def decode(
 ) -> TransportPayload:
     """Parse and validate a message body; raise `MalformedMessage` with the reason if it is bad."""
     return TransportPayload.from_message(loads(body), queue=queue, default_ttl=default_ttl)
+
+
+def revive(body: bytes) -> tuple[bytes, TransportPayload | None]:
+    """A dead letter's body made ready to be consumed again: its retry count back to 0.
+
+    A body that still does not decode is returned as it is, with None for the payload (the
+    consumer dead-letters it again, with the reason).
+    """
+    try:
+        payload = decode(body, default_ttl=None)
+    except MalformedMessage:
+        return body, None
+    payload = dataclasses.replace(payload, retries=0)
+    return encode(payload), payload

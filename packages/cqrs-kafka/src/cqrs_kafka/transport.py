@@ -12,7 +12,6 @@ Topic layout (prefix `CQRS['kafka']['topic_prefix']`, default `cqrs.`):
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -148,10 +147,7 @@ class KafkaTransport(BaseTransport):
         letters = store.read(limit)
         records = []
         for letter, _ in letters:
-            body, payload = letter.body, letter.payload
-            if payload is not None:
-                payload = dataclasses.replace(payload, retries=0)
-                body = codec.encode(payload)
+            body, payload = codec.revive(letter.body)
             out = Outgoing(body, payload.cqrs_id if payload else "unknown", payload=payload)
             records.append(self.retry_record(out, delay=0))
         self.publisher.send(records)

@@ -9,7 +9,6 @@ letters in `dead_letter_<queue>` on every backend; see the README for what is na
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -249,14 +248,12 @@ class KombuTransport(BaseTransport):
                 if message is None:
                     break
                 body = message.body if isinstance(message.body, bytes) else message.body.encode()
-                try:
-                    payload = codec.decode(body, default_ttl=None)
-                except MalformedMessage:
+                body, payload = codec.revive(body)
+                if payload is None:
                     sender.direct(body, own)
                 else:
-                    payload = dataclasses.replace(payload, retries=0)
                     key = routing.directed_key(own, payload.cqrs_id)
-                    sender.publish_or_direct(codec.encode(payload), key, own)
+                    sender.publish_or_direct(body, key, own)
                 message.ack()
                 count += 1
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
@@ -196,16 +195,14 @@ class RabbitMQTransport(BaseTransport):
         return self._run(revive, doing="retry dead letters", error=PublishError)
 
     def _revived(self, queue: str, body: bytes) -> Message:
-        try:
-            payload = codec.decode(body, default_ttl=None)
-        except MalformedMessage:
+        body, payload = codec.revive(body)
+        if payload is None:
             # Still malformed: back into the queue by name, where it is dead-lettered again.
             return Message("", queue, body, self.properties())
-        payload = dataclasses.replace(payload, retries=0, queue=None)
         return Message(
             self.common.exchange,
             routing.directed_key(queue, payload.cqrs_id),
-            codec.encode(payload),
+            body,
             self.properties(),
         )
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, ClassVar
 
 from cqrs_core import codec, routing
-from cqrs_core.exceptions import MalformedMessage, PublishError
+from cqrs_core.exceptions import PublishError
 from cqrs_core.messages import DeadLetter, Handler, Inbound, OutcomeKind, Outgoing, Settled
 from cqrs_core.transports.base import BaseTransport, Capability
 
@@ -247,15 +247,8 @@ class MemoryTransport(BaseTransport):
         queue = self.common.require_queue()
         letters = self.broker.pop_dead_letters(self.common.require_dead_letter_queue(), limit)
         for letter in letters:
-            body, cqrs_id = letter.body, "unknown"
-            try:
-                payload = codec.decode(body, default_ttl=None)
-            except MalformedMessage:
-                pass
-            else:
-                payload = dataclasses.replace(payload, retries=0)
-                body, cqrs_id = codec.encode(payload), payload.cqrs_id
-            key = routing.directed_key(queue, cqrs_id)
+            body, payload = codec.revive(letter.body)
+            key = routing.directed_key(queue, payload.cqrs_id if payload else "unknown")
             self.broker.give_back(queue, [_Envelope(body, key, queue, {})], front=False)
         return len(letters)
 
