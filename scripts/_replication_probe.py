@@ -65,29 +65,48 @@ def run_probe(
     transports: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
+    wait: float | None = None,
 ) -> ProbeResult:
-    """Run the probe with `python` (a venv's interpreter) in `workdir` (created, left behind)."""
+    """Run the probe with `python` (a venv's interpreter) in `workdir` (created, left behind).
+
+    `wait` bounds each wait inside the probe (for the consumer, for the replica to catch up;
+    `timeout / 2` by default); `timeout` bounds the whole run. On a timeout the probe's whole
+    process group is killed, so its `cqrs_consume` never outlives it.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [str(python), str(Path(__file__).resolve()), "--dir", str(workdir)]
-    cmd += ["--cqrs", json.dumps(cqrs), "--timeout", str(timeout / 2)]
+    cmd += ["--cqrs", json.dumps(cqrs), "--timeout", str(timeout / 2 if wait is None else wait)]
     cmd += ["--kafka"] if kafka else []
     cmd += ["--transports"] if transports else []
     base = dict(os.environ if env is None else env)
     for key in ("PYTHONPATH", "VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE", "PYTHONHOME"):
         base.pop(key, None)
     started = time.monotonic()
-    try:
-        # cwd = workdir: the checkout must not be importable by accident.
-        proc = subprocess.run(
-            cmd, cwd=workdir, env=base, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        return ProbeResult(
-            False,
-            f"probe timed out after {timeout:.0f}s: {out[-1500:]}",
-            time.monotonic() - started,
-        )
+    # cwd = workdir: the checkout must not be importable by accident. A session of its own makes
+    # the probe and every process it starts one group, killed together on a timeout.
+    with subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        env=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    ) as running:
+        try:
+            stdout, stderr = running.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(running.pid)
+            stdout, _ = running.communicate()
+            return ProbeResult(
+                False,
+                f"probe timed out after {timeout:.0f}s: {stdout[-1500:]}",
+                time.monotonic() - started,
+            )
+        finally:
+            _kill_group(running.pid)  # whatever the probe left behind (it should leave nothing)
+    proc = subprocess.CompletedProcess(cmd, running.returncode, stdout, stderr)
     seconds = time.monotonic() - started
     line = next(
         (ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith(RESULT_PREFIX)), None
@@ -196,6 +215,12 @@ def write_project(folder: Path) -> None:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process of group `pgid` (gone already: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class Consumer:

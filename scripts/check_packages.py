@@ -66,7 +66,12 @@ PACKAGES = (
     Package(
         "cqrs-django",
         "dj_cqrs",
-        extras={"rabbitmq": "cqrs-rabbitmq", "kombu": "cqrs-kombu", "kafka": "cqrs-kafka"},
+        extras={
+            "rabbitmq": "cqrs-rabbitmq",
+            "kombu": "cqrs-kombu",
+            "kombu-redis": "cqrs-kombu",
+            "kafka": "cqrs-kafka",
+        },
     ),
     Package("cqrs-rabbitmq", "cqrs_rabbitmq", transports=("rabbitmq",)),
     Package("cqrs-kombu", "cqrs_kombu", transports=("kombu",)),

@@ -45,6 +45,38 @@ def test_probe_replicates_save_update_delete(probe: ModuleType, tmp_path: Path) 
 def test_probe_fails_when_nothing_reaches_the_replica(probe: ModuleType, tmp_path: Path) -> None:
     """The memory transport does not cross processes: the consumer never sees the events."""
     cqrs = {"transport": "memory", "queue": unique_name("probe")}
-    result = probe.run_probe(sys.executable, cqrs, tmp_path / "project", timeout=10)
+    result = probe.run_probe(sys.executable, cqrs, tmp_path / "project", timeout=300, wait=5)
     assert not result.ok
     assert "replica rows [] != master rows [[1, 'alpha', 1, 0], [2, 'beta', 2, 0]]" in result.detail
+    assert _processes_in(tmp_path) == []
+
+
+def test_probe_timeout_stops_every_process_it_started(probe: ModuleType, tmp_path: Path) -> None:
+    """A probe killed by its timeout takes its `cqrs_consume` with it.
+
+    The replica never catches up (memory transport) and each wait may last 600 s, so the
+    overall timeout fires while the consumer is running.
+    """
+    cqrs = {"transport": "memory", "queue": unique_name("probe")}
+    folder = tmp_path / "project"
+    result = probe.run_probe(sys.executable, cqrs, folder, timeout=20, wait=600)
+    assert not result.ok
+    assert "timed out" in result.detail
+    assert _processes_in(tmp_path) == []
+
+
+def _processes_in(folder: Path) -> list[str]:
+    """Command lines of live processes whose working directory is under `folder`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = (proc / "cwd").resolve(strict=True)
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+        if state != "Z" and (cwd == folder.resolve() or folder.resolve() in cwd.parents):
+            found.append(cmdline)
+    return found

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime
 import json
+import re
+import time
 from pathlib import Path
 
 import amqp
@@ -42,13 +46,26 @@ def golden(transport: str) -> list[dict]:
     return [r for r in records if r["transport"] == transport]
 
 
-def _golden_payload(record: dict, queue: str | None):
+def _golden_payload(record: dict, queue: str | None, *, expires: datetime.datetime | None = None):
     payload = codec.decode(record["body"].encode(), default_ttl=None)
     if queue is not None:
-        import dataclasses
-
         payload = dataclasses.replace(payload, queue=queue)
+    if expires is not None:
+        payload = dataclasses.replace(payload, expires=expires)
     return payload
+
+
+def _fresh_golden(record: dict) -> tuple[datetime.datetime, bytes]:
+    """An expiry a day ahead and the golden body carrying it instead of the captured one.
+
+    The captured bodies expired a day after their capture; a consumer dead-letters them unseen.
+    """
+    expires = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    expires += datetime.timedelta(days=1)
+    body = re.sub(
+        r'"expires":"[^"]*"', f'"expires":"{expires.isoformat()}"', record["body"], count=1
+    )
+    return expires, body.encode("ascii")
 
 
 @pytest.fixture
@@ -65,9 +82,17 @@ def amqp_setup(backend_options):
         conn.close()
 
 
-def _drain(channel, queue: str) -> list:
+def _drain(channel, queue: str, expect: int = 0, timeout: float = 30.0) -> list:
+    """Every message in `queue`; waits (up to `timeout` s) until at least `expect` arrived."""
     got = []
-    while (message := channel.basic_get(queue, no_ack=True)) is not None:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = channel.basic_get(queue, no_ack=True)
+        if message is None:
+            if len(got) >= expect or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+            continue
         props = dict(message.properties)
         if "application_headers" in props:  # py-amqp's name for the AMQP headers table
             props["headers"] = props.pop("application_headers")
@@ -75,7 +100,6 @@ def _drain(channel, queue: str) -> list:
         if isinstance(message.body, str):  # py-amqp decodes bodies that name an encoding
             message.body = message.body.encode("utf-8")
         got.append(message)
-    return got
 
 
 def test_amqp_publish_matches_kombu_golden(amqp_setup):
@@ -123,7 +147,8 @@ def test_amqp_retry_and_dead_letter_keys(amqp_setup):
     channel.queue_declare(spy, durable=False, auto_delete=True)
     channel.queue_bind(spy, options["exchange"], "#")
     producer = KombuTransport({**options, "queue": None})
-    producer.produce(_golden_payload(record, None))
+    expires, fresh_body = _fresh_golden(record)
+    producer.produce(_golden_payload(record, None, expires=expires))
     recorder = Recorder(lambda p, seen: Outcome.retry(reason="cqrs_create raised"))
     try:
         consume_until(
@@ -136,12 +161,12 @@ def test_amqp_retry_and_dead_letter_keys(amqp_setup):
     finally:
         producer.close()
         consumer.close()
-    seen = _drain(channel, spy)
+    seen = _drain(channel, spy, expect=3)
     keys = [m.delivery_info["routing_key"] for m in seen]
     queue, dlq = options["queue"], f"dead_letter_{options['queue']}"
     assert keys == ["golden_failing", f"cqrs.{queue}.golden_failing", f"cqrs.{dlq}.golden_failing"]
     original, retried, dead = (m.body for m in seen)
-    assert original == record["body"].encode()
+    assert original == fresh_body
     assert retried == original.replace(b'"retries":0', b'"retries":1')
     assert dead == retried
     assert json.loads(dead) == json.loads(dead_golden["body"]) | {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -79,36 +80,41 @@ def backend_from_options(options: Mapping[str, Any]) -> Backend:
         for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
             os.makedirs(transport_options[key], exist_ok=True)
     timeout = options.get("connect_timeout", 5.0)
-    return Backend(url, kind, transport_options, transport, float(timeout))
+    backend = Backend(url, kind, transport_options, transport, float(timeout))
+    if transport is None:
+        require_client_library(kind, url)
+    return backend
 
 
-def _legacy_url(options: Mapping[str, Any]) -> str:
-    host = options.get("host")
-    if not host:
-        return DEFAULT_URL
-    user = options.get("user", "guest")
-    password = options.get("password", "guest")
-    port = options.get("port", 5672)
-    return f"amqp://{user}:{password}@{host}:{port}//"
+CLIENT_LIBRARIES: dict[str, tuple[str, str]] = {"redis": ("redis", "cqrs-kombu[redis]")}
+"""Backend kind -> (client module, the distribution whose install brings it)."""
 
 
-def _filesystem_options(url: str, user_options: Mapping[str, Any]) -> dict[str, Any]:
-    """`filesystem:///srv/cqrs` shares one folder; otherwise the options must name folders."""
-    folder = url[len("filesystem://") :].split("?")[0]
-    folder_in = user_options.get("data_folder_in") or folder
-    folder_out = user_options.get("data_folder_out") or folder
-    if not folder_in or not folder_out:
-        raise ConfigurationError(
-            "The kombu filesystem transport needs a shared folder: set CQRS['url'] to "
-            "'filesystem:///path/to/folder', or CQRS['transport_options'] to "
-            "{'data_folder_in': ..., 'data_folder_out': ...}."
+def require_client_library(kind: str, url: str) -> None:
+    """Fail now, with the `pip install` line, when the URL's kombu client library is missing.
+
+    kombu imports a backend's client lazily and fails only when it connects, so a consumer
+    would otherwise take the missing library for a broker outage and retry forever. Building
+    kombu's transport object checks the rest without touching the network.
+
+    Raises:
+        ConfigurationError: the library (or one of its own dependencies) is not installed.
+    """
+    from kombu import Connection
+
+    module, distribution = CLIENT_LIBRARIES.get(kind, ("", ""))
+    try:
+        if module:
+            importlib.import_module(module)
+        Connection(url).transport  # noqa: B018 - instantiating it is the check
+    except ImportError as exc:
+        scheme = urlsplit(url).scheme.lower()
+        fix = (
+            f'pip install "{distribution}"'
+            if distribution
+            else "install the client library that kombu names above"
         )
-    base = folder or folder_out
-    return {
-        "data_folder_in": folder_in,
-        "data_folder_out": folder_out,
-        "processed_folder": os.path.join(base, "processed"),
-        "control_folder": os.path.join(base, "control"),
-        "store_processed": False,
-        "polling_interval": 0.05,
-    }
+        raise ConfigurationError(
+            f"CQRS['url'] uses kombu's {scheme!r} backend, but its client library cannot be "
+            f"imported ({exc}). Run: {fix}"
+        ) from exc
