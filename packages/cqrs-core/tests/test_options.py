@@ -16,13 +16,27 @@ def test_defaults_are_django_cqrs_ones() -> None:
     assert options.queue is None
     assert options.exchange == "cqrs"
     assert options.url is None
-    assert options.prefetch_count == 10
+    assert options.prefetch_count == 200  # follows the batch size (3.x: 10, see below)
     assert options.max_retries == 30
     assert options.retry_delay == 2
     assert options.dead_letter_queue is None
     assert options.dead_message_ttl == 864000
     assert options.message_ttl == 86400
     assert (options.batch_size, options.batch_timeout) == (100, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "prefetch"),
+    [
+        ({"replica": {"batch_size": 500}}, 1000),
+        ({"batch_size": 1}, 10),  # never below django-cqrs's 10
+        ({"consumer_prefetch_count": 10}, 10),  # a value the user set is kept
+        ({"consumer_prefetch_count": 7, "replica": {"batch_size": 500}}, 7),
+    ],
+)
+def test_prefetch_follows_the_batch_size_unless_set(mapping: dict, prefetch: int) -> None:
+    """With 3.x's settings (no prefetch set) batches are not capped at 3.x's prefetch of 10."""
+    assert CommonOptions.from_mapping(mapping).prefetch_count == prefetch
 
 
 def test_dead_letter_queue_defaults_from_queue() -> None:

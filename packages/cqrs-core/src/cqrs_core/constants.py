@@ -28,3 +28,5 @@ DEFAULT_MAX_RETRIES = 30
 DEFAULT_RETRY_DELAY = 2
 DEFAULT_DEAD_MESSAGE_TTL = 864000
 DEFAULT_PREFETCH_COUNT = 10
+DEFAULT_BATCH_SIZE = 100
+"""Most messages a consumer applies in one batch (`CQRS['replica']['batch_size']`)."""

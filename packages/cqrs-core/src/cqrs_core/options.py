@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cqrs_core.constants import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_DEAD_MESSAGE_TTL,
     DEFAULT_EXCHANGE,
     DEFAULT_MAX_RETRIES,
@@ -29,8 +30,12 @@ class CommonOptions:
     """Replica service name (its queue, consumer group...). Required to consume."""
     exchange: str = DEFAULT_EXCHANGE
     url: str | None = None
-    prefetch_count: int = DEFAULT_PREFETCH_COUNT
-    batch_size: int = 100
+    prefetch_count: int = 2 * DEFAULT_BATCH_SIZE
+    """Messages the broker hands over ahead of their acks (`consumer_prefetch_count`).
+
+    Unless set, twice the batch size: django-cqrs's 10 would cap every batch at 10 messages,
+    and one batch in flight while the next fills keeps the consumer busy."""
+    batch_size: int = DEFAULT_BATCH_SIZE
     """Most messages handed to the handler at once."""
     batch_timeout: float = 0.05
     """Seconds to wait for a batch to fill before handing over what there is."""
@@ -50,13 +55,20 @@ class CommonOptions:
         dead_letter_queue = _opt_str(replica, "dead_letter_queue", "CQRS['replica']")
         if dead_letter_queue is None and queue is not None:
             dead_letter_queue = f"dead_letter_{queue}"
-        prefetch = options.get("consumer_prefetch_count", DEFAULT_PREFETCH_COUNT)
+        batch_size = _int(
+            *_replica_or_top(options, replica, "batch_size", DEFAULT_BATCH_SIZE), minimum=1
+        )
+        prefetch = options.get("consumer_prefetch_count")
         return cls(
             queue=queue,
             exchange=_opt_str(options, "exchange") or DEFAULT_EXCHANGE,
             url=_opt_str(options, "url"),
-            prefetch_count=_int(prefetch, "CQRS['consumer_prefetch_count']", minimum=1),
-            batch_size=_int(*_replica_or_top(options, replica, "batch_size", 100), minimum=1),
+            prefetch_count=(
+                max(DEFAULT_PREFETCH_COUNT, 2 * batch_size)
+                if prefetch is None
+                else _int(prefetch, "CQRS['consumer_prefetch_count']", minimum=1)
+            ),
+            batch_size=batch_size,
             batch_timeout=_number(*_replica_or_top(options, replica, "batch_timeout", 0.05)),
             max_retries=_opt_int(
                 replica.get("CQRS_MAX_RETRIES", DEFAULT_MAX_RETRIES),
