@@ -176,7 +176,7 @@ def test_admin_sync_action_in_a_real_browser(
     message = eventually(
         lambda: browser.find_elements(By.CSS_SELECTOR, ".messagelist .success"), "a message"
     )
-    assert "2 items were queued for CQRS synchronization" in message[0].text
+    assert "2 successfully synced. 0 failed: []" in message[0].text
     assert seen_querysets == [sorted(selected)]
 
     # The replica consumer (the real apply path) receives exactly the synced rows.

@@ -105,11 +105,14 @@ def test_diff_pipeline_as_processes(outbox: Path, drifted, tmp_path: Path):
     assert codes == [0, 0, 0], errs
     expected = sorted(drifted["missing"] + drifted["stale"])
     assert f"{len(expected)} of {ROWS - 1} row(s) differ" in errs[1]
-    assert f"author: {len(expected)} SYNC(s) sent to every replica." in out.decode()
+    # the replica appended its CQRS['queue'] to line 1: the SYNCs go to that replica only
+    assert f"author: {len(expected)} SYNC(s) sent to queue 'replica'." in errs[2]
+    synced = [int(line.split()[0]) for line in out.decode().splitlines() if "synced" in line]
+    assert sum(synced) == len(expected)
 
     sent = published(sent_file)
     assert sorted(payload.instance_pk for _, payload in sent) == expected
-    assert {key for key, _ in sent} == {"author"}
+    assert {key for key, _ in sent} == {"cqrs.replica.author"}
     outcomes = make_handler(["author"])([payload for _, payload in sent])
     assert all(o.kind.value == "applied" for o in outcomes), outcomes
 
@@ -133,7 +136,8 @@ def test_deleted_pipeline_as_processes(outbox: Path, drifted):
         env,
     )
     assert codes == [0, 0, 0], errs
-    assert f"author: {len(drifted['gone'])} replica row(s) deleted." in out.decode()
+    assert out == b""  # as 3.x
+    assert f"author: {len(drifted['gone'])} replica row(s) deleted." in errs[2]
     remaining = set(AuthorRef.objects.values_list("pk", flat=True))
     assert not remaining & set(drifted["gone"])
     assert remaining == set(Author.objects.values_list("pk", flat=True)) - set(drifted["missing"])
@@ -143,11 +147,11 @@ def test_deleted_pipeline_as_processes(outbox: Path, drifted):
     assert tombstones == {str(pk) for pk in drifted["gone"]}
 
 
-def test_diff_stages_in_process_and_directed_queue(outbox: Path, drifted):
-    master_out, _ = run("cqrs_diff_master", "--cqrs-id", "author", "-b", "5000", "-q", "billing")
+def test_diff_stages_in_process_and_directed_queue(settings, outbox: Path, drifted):
+    master_out, _ = run("cqrs_diff_master", "--cqrs-id", "author", "-b", "5000")
     header = master_out.splitlines()[0]
-    cqrs_id, timestamp, queue = header.split(",")
-    assert (cqrs_id, queue) == ("author", "billing")
+    cqrs_id, timestamp = header.split(",")
+    assert cqrs_id == "author"
     assert timestamp.startswith("20")
     batches = lines_after_header(master_out)
     assert [len(b) for b in batches] == [5000, 5000, 5000, 4999]
@@ -155,8 +159,9 @@ def test_diff_stages_in_process_and_directed_queue(outbox: Path, drifted):
     assert [pk for pk, _ in pairs] == sorted(Author.objects.values_list("pk", flat=True))
     assert {rev for _, rev in pairs} == {0}
 
+    settings.CQRS = {**settings.CQRS, "queue": "billing"}  # the replica service's queue
     replica_out, _ = run("cqrs_diff_replica", stdin=master_out)
-    assert replica_out.splitlines()[0] == header
+    assert replica_out.splitlines()[0] == header + ",billing"
     resync = sorted(pk for line in lines_after_header(replica_out) for pk in line)
     assert resync == sorted(drifted["missing"] + drifted["stale"])
 
@@ -165,17 +170,19 @@ def test_diff_stages_in_process_and_directed_queue(outbox: Path, drifted):
     sent = published(outbox)
     assert sorted(p.instance_pk for _, p in sent) == resync
     assert {key for key, _ in sent} == {"cqrs.billing.author"}
-    assert "to queue 'billing'" in sync_out
-    assert f"author: synced {len(resync)}/{len(resync)} (100.0%)" in err
+    assert "to queue 'billing'" in err
+    assert sync_out.count("Done!\n") == len(lines_after_header(replica_out))
+    assert f"author: synced {len(resync)}, " in err
 
 
 def test_diff_sync_reports_rows_gone_from_the_master(outbox: Path):
     a, b = Author.objects.bulk_create([Author(name="a"), Author(name="b")])
-    out, _ = run(
+    out, err = run(
         "cqrs_diff_sync", stdin=f"author,2026-01-01T00:00:00+00:00\n[{a.pk}, 999999]\n[{b.pk}]\n"
     )
-    assert "2 SYNC(s) sent" in out
-    assert "1 listed row(s) no longer exist on the master" in out
+    assert out == "Done!\n1 instance(s) synced.\n1 instance(s) processed.\n" * 2
+    assert "2 SYNC(s) sent" in err
+    assert "1 listed row(s) no longer exist on the master" in err
 
 
 def test_uuid_keys_through_both_pipelines(outbox: Path):
@@ -219,7 +226,7 @@ def test_deleted_diff_replica_filter(outbox: Path):
     out, _ = run(
         "cqrs_deleted_diff_replica", "--cqrs-id", "author", "-f", '{"id__gt": 6}', "-b", "3"
     )
-    assert out.splitlines()[0] == "author"
+    assert out.splitlines()[0].split(",")[0] == "author"
     assert lines_after_header(out) == [[7, 8, 9], [10]]
 
 
@@ -241,7 +248,7 @@ def test_deleted_diff_replica_filter(outbox: Path):
             "Line 2: 'x' is not a valid primary key of AuthorRef",
         ),
         ("cqrs_diff_sync", "author,2026\n{}\n", "Line 2 must be a JSON list of primary keys"),
-        ("cqrs_diff_sync", "a,b,c,d\n", "Line 1 must be 'CQRS_ID,timestamp\\[,queue\\]'"),
+        ("cqrs_diff_sync", ",2026\n", "Wrong CQRS ID: !\nLine 1 must be 'CQRS_ID,timestamp"),
         (
             "cqrs_diff_sync",
             "autor,2026\n",
@@ -271,5 +278,5 @@ def test_bad_stage_in_a_real_pipe_fails_the_pipeline(outbox: Path):
         manage_env(),
     )
     assert codes == [1, 1, 1]
-    assert "Unknown master CQRS_ID 'nope'" in errs[0]
-    assert "The input is empty" in errs[1]
+    assert "CommandError: Wrong CQRS ID: nope!\nUnknown master CQRS_ID 'nope'" in errs[0]
+    assert "CommandError: Wrong CQRS ID: !\nThe input is empty" in errs[1]

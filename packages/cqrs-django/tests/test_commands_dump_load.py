@@ -43,10 +43,11 @@ def run(*args: str, **kwargs: Any) -> tuple[str, str]:
 
 def test_dump_format_and_load_round_trip(outbox, tmp_path: Path):
     make_authors(20000)
-    Author.objects.filter(pk__in=Author.objects.order_by("pk")[:10]).update(cqrs_revision=4)
+    first_ten = list(Author.objects.order_by("pk").values_list("pk", flat=True)[:10])
+    Author.objects.filter(pk__in=first_ten).update(cqrs_revision=4)  # MySQL: no LIMIT in IN
     dump = tmp_path / "author.dump"
-    _, err = run("cqrs_bulk_dump", "--cqrs-id", "author", "-o", str(dump), "-b", "3000")
-    assert "author: 20000 row(s) dumped" in err
+    out, err = run("cqrs_bulk_dump", "--cqrs-id", "author", "-o", str(dump), "-b", "3000")
+    assert (out, err) == ("", "Done!\n20000 instance(s) saved.\n20000 instance(s) processed.\n")
 
     lines = dump.read_text().splitlines()
     assert lines[0] == "author"
@@ -55,8 +56,8 @@ def test_dump_format_and_load_round_trip(outbox, tmp_path: Path):
     first = Author.objects.order_by("pk").first()
     assert rows[0] == json.loads(json.dumps(first.to_cqrs_dict()))
 
-    out, _ = run("cqrs_bulk_load", "-i", str(dump), "-b", "4000")
-    assert "author: 20000 row(s) loaded." in out
+    out, err = run("cqrs_bulk_load", "-i", str(dump), "-b", "4000")
+    assert (out, err) == ("", "Done!\n20000 instance(s) loaded.\n")
     assert replica_rows() == master_rows()
 
 
@@ -64,7 +65,7 @@ def test_dump_refuses_to_overwrite_without_force(outbox, tmp_path: Path):
     make_authors(3)
     dump = tmp_path / "author.dump"
     dump.write_text("keep me")
-    with pytest.raises(CommandError, match="exists; give --force to overwrite it"):
+    with pytest.raises(CommandError, match="^File .*author.dump exists!\nGive --force"):
         run("cqrs_bulk_dump", "--cqrs-id", "author", "-o", str(dump))
     assert dump.read_text() == "keep me"
     run("cqrs_bulk_dump", "--cqrs-id", "author", "-o", str(dump), "--force")
@@ -166,11 +167,11 @@ def test_a_failing_row_is_reported_and_the_load_goes_on(outbox, tmp_path: Path):
     err = io.StringIO()
     with pytest.raises(CommandError, match="1 row\\(s\\) of 'author' failed to load"):
         call_command("cqrs_bulk_load", "-i", str(dump), stdout=io.StringIO(), stderr=err)
-    assert "Line 3 (author id=2) not loaded: KeyError" in err.getvalue()
+    assert "Unexpected error: line 3! " in err.getvalue()
     assert sorted(AuthorRef.objects.values_list("pk", flat=True)) == [1, 3]
 
 
-def test_an_unreadable_line_stops_the_load_with_its_line_number(outbox, tmp_path: Path):
+def test_an_unreadable_line_is_reported_with_its_line_number(outbox, tmp_path: Path):
     dump = write_dump(
         tmp_path / "a.dump",
         "author",
@@ -179,31 +180,30 @@ def test_an_unreadable_line_stops_the_load_with_its_line_number(outbox, tmp_path
         '{"id": 3, "name": tru',
         row(4, "x"),
     )
-    with pytest.raises(CommandError) as info:
-        run("cqrs_bulk_load", "-i", str(dump), "-b", "2")
-    message = str(info.value)
-    assert message.startswith("Line 4 is not valid JSON")
-    assert "2 row(s) before it were loaded" in message
-    assert sorted(AuthorRef.objects.values_list("pk", flat=True)) == [1, 2]
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="^1 row\\(s\\) of 'author' failed to load"):
+        call_command("cqrs_bulk_load", "-i", str(dump), "-b", "2", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue() == "Dump file can't be parsed: line 4!\nDone!\n3 instance(s) loaded.\n"
+    assert sorted(AuthorRef.objects.values_list("pk", flat=True)) == [1, 2, 4]  # as 3.x
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("", "The input is empty: expected the CQRS_ID on line 1"),
-        ("autor\n", "Unknown replica CQRS_ID 'autor'. Did you mean 'author'?"),
-        ("author\n[1, 2]\n", "Line 2 must be a JSON object"),
+        ("", "File .*bad.dump is empty!\nThe input is empty: expected the CQRS_ID on line 1"),
+        ("autor\n", "Wrong CQRS ID: autor!\nUnknown replica CQRS_ID 'autor'. Did you mean"),
+        ("author\n[1, 2]\n", "1 row\\(s\\) of 'author' failed to load"),
     ],
 )
 def test_bad_dump_files(outbox, tmp_path: Path, content: str, message: str):
     dump = tmp_path / "bad.dump"
     dump.write_text(content)
-    with pytest.raises(CommandError, match=message.replace("[", r"\[")):
+    with pytest.raises(CommandError, match=message):
         run("cqrs_bulk_load", "-i", str(dump), "--clear")
 
 
 def test_missing_input_file(outbox, tmp_path: Path):
-    with pytest.raises(CommandError, match="Cannot read .*nothing.dump.*No such file"):
+    with pytest.raises(CommandError, match="^File .*nothing.dump doesn't exist!"):
         run("cqrs_bulk_load", "-i", str(tmp_path / "nothing.dump"))
 
 
@@ -219,7 +219,8 @@ def test_load_from_stdin_through_a_pipe(outbox):
         env,
     )
     assert codes == [0, 0], errs
-    assert b"author: 5000 row(s) loaded." in out
+    assert out == b""
+    assert errs[1] == "Done!\n5000 instance(s) loaded.\n"
     assert replica_rows() == master_rows()
 
 
@@ -233,4 +234,4 @@ def test_cli_exit_code_for_unknown_cqrs_id(outbox):
         check=False,
     )
     assert result.returncode == 1
-    assert "CommandError: Unknown master CQRS_ID 'nope'" in result.stderr
+    assert "CommandError: Wrong CQRS ID: nope!\nUnknown master CQRS_ID 'nope'" in result.stderr

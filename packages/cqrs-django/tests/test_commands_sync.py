@@ -38,14 +38,15 @@ def run(*args: str, **kwargs: Any) -> tuple[str, str]:
 
 def test_without_filter_syncs_every_row_once_in_batches(outbox):
     pks = make_authors(20000)
-    out, _ = run("cqrs_sync", "--cqrs-id", "author", "-b", "3000")
+    out, err = run("cqrs_sync", "--cqrs-id", "author", "-b", "3000")
     sent = published(outbox)
     counts = Counter(payload.instance_pk for _, payload in sent)
     assert sorted(counts) == pks
     assert set(counts.values()) == {1}
     assert {key for key, _ in sent} == {"author"}  # broadcast
     assert {payload.signal_type.value for _, payload in sent} == {"SYNC"}
-    assert "author: 20000 SYNC(s) sent to every replica." in out
+    assert out == "Done!\n20000 instance(s) synced.\n20000 instance(s) processed.\n"
+    assert err == "author: 20000 SYNC(s) sent to every replica.\n"
 
 
 def test_sync_through_the_outbox(settings, outbox):
@@ -55,8 +56,8 @@ def test_sync_through_the_outbox(settings, outbox):
     settings.CQRS = {**settings.CQRS, "master": {"CQRS_MESSAGE_TTL": 86400}}
     conf.reset_transport()
     pks = make_authors(60)
-    out, _ = run("cqrs_sync", "--cqrs-id", "author", "-b", "25")
-    assert "author: 60 SYNC(s) sent to every replica." in out
+    _, err = run("cqrs_sync", "--cqrs-id", "author", "-b", "25")
+    assert "author: 60 SYNC(s) sent to every replica." in err
     deadline = time.monotonic() + 30  # the relay's job if the fast path was too slow
     while len(published(outbox)) < 60 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -68,7 +69,7 @@ def test_filter_selects_rows(outbox):
     pks = make_authors(50)
     out, _ = run("cqrs_sync", "-cid", "author", "-f", f'{{"id__in": [{pks[3]}, {pks[7]}]}}')
     assert sorted(p.instance_pk for _, p in published(outbox)) == [pks[3], pks[7]]
-    assert "2 SYNC(s)" in out
+    assert out == "Done!\n2 instance(s) synced.\n2 instance(s) processed.\n"
 
 
 def test_queue_directs_the_sync_to_one_replica(outbox):
@@ -93,9 +94,10 @@ def test_is_sync_instance_is_respected(outbox):
     FilteredItem.objects.bulk_create(
         [FilteredItem(title="yes", syncable=True), FilteredItem(title="no", syncable=False)]
     )
-    out, _ = run("cqrs_sync", "--cqrs-id", "filtered_item")
+    out, err = run("cqrs_sync", "--cqrs-id", "filtered_item")
     assert [p.instance_data["title"] for _, p in published(outbox)] == ["yes"]
-    assert "1 skipped by is_sync_instance()" in out
+    assert out == "Done!\n1 instance(s) synced.\n2 instance(s) processed.\n"
+    assert "1 skipped by is_sync_instance()" in err
 
 
 def test_a_failing_row_is_reported_and_the_run_goes_on(outbox, monkeypatch):
@@ -109,12 +111,15 @@ def test_a_failing_row_is_reported_and_the_run_goes_on(outbox, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Author, "to_cqrs_dict", to_cqrs_dict)
-    err = io.StringIO()
+    out = io.StringIO()
     with pytest.raises(CommandError, match="1 row\\(s\\) of 'author' could not be synced"):
         call_command(
-            "cqrs_sync", "--cqrs-id", "author", "-b", "5", stdout=io.StringIO(), stderr=err
+            "cqrs_sync", "--cqrs-id", "author", "-b", "5", stdout=out, stderr=io.StringIO()
         )
-    assert f"author pk={bad}: not synced, ValueError: cannot serialize this one" in err.getvalue()
+    assert out.getvalue() == (
+        f"\nSync record failed for pk={bad}: ValueError: cannot serialize this one\n"
+        "Done!\n29 instance(s) synced.\n30 instance(s) processed.\n"
+    )
     assert sorted(p.instance_pk for _, p in published(outbox)) == [pk for pk in pks if pk != bad]
 
 
@@ -139,8 +144,9 @@ def test_a_batch_the_broker_refuses_is_reported(settings, outbox, tmp_path):
 
 def test_progress_prints_plain_lines_when_not_a_terminal(outbox):
     make_authors(40)
-    _, err = run("cqrs_sync", "--cqrs-id", "author", "-b", "10", "--progress")
-    last = err.strip().splitlines()[-1]
+    out, err = run("cqrs_sync", "--cqrs-id", "author", "-b", "10", "--progress")
+    assert out.splitlines()[0] == "Processing 40 records with batch size 10"
+    last = err.strip().splitlines()[-2]
     assert last.startswith("author: synced 40/40 (100.0%), ")
     assert "/s, in 0:00:" in last
     assert "\r" not in err
@@ -152,7 +158,7 @@ def test_progress_prints_plain_lines_when_not_a_terminal(outbox):
         (["--cqrs-id", "autor"], "Unknown master CQRS_ID 'autor'. Did you mean 'author'?"),
         (["--cqrs-id", "author", "-f", "{id: 1}"], "--filter is not valid JSON"),
         (["--cqrs-id", "author", "-f", "[1, 2]"], "--filter must be a JSON object"),
-        (["--cqrs-id", "author", "-f", '{"nope": 1}'], "does not apply to Author: Cannot resolve"),
+        (["--cqrs-id", "author", "-f", '{"nope": 1}'], "Bad filter kwargs! Cannot resolve keyword"),
         (["--cqrs-id", "author", "-f", '{"id": "x"}'], "does not apply to Author"),
         (["--cqrs-id", "author", "-b", "0"], "--batch must be a positive number"),
         (["--cqrs-id", "silent_item"], "CQRS_PRODUCE = False"),
@@ -179,7 +185,7 @@ def test_bad_input_exits_non_zero_from_the_command_line(outbox):
         check=False,
     )
     assert result.returncode == 1
-    assert "CommandError: --filter is not valid JSON" in result.stderr
+    assert "CommandError: Bad filter kwargs!\n--filter is not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr
 
 

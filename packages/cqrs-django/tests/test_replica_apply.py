@@ -16,6 +16,7 @@ from dj_cqrs.metas import ReplicaMeta
 from dj_cqrs.mixins import RawReplicaMixin, ReplicaMixin
 from dj_cqrs.models import Tombstone
 from dj_cqrs.registries import ReplicaRegistry
+from dj_cqrs.replica.errors import raising_errors
 from dj_cqrs.replica.manager import Skipped
 from dj_cqrs.replica.mapping import BadData
 
@@ -227,7 +228,7 @@ def test_mapping_applies_to_previous_data() -> None:
 def test_mapping_with_a_missing_master_key_is_bad_data() -> None:
     values = product_data(0, 0)
     del values["quantity"]
-    with pytest.raises(BadData, match="quantity"):
+    with pytest.raises(BadData, match="quantity"), raising_errors():
         ProductRef.cqrs_save(values)
 
 
@@ -243,7 +244,7 @@ def test_mapping_with_a_missing_master_key_is_bad_data() -> None:
     ],
 )
 def test_bad_data_is_reported(values: dict[str, object], message: str) -> None:
-    with pytest.raises(BadData, match=message):
+    with pytest.raises(BadData, match=message), raising_errors():  # as the consumer sees it
         Item.cqrs_save(values)
     assert not Item.objects.exists()
 

@@ -238,6 +238,7 @@ def test_delete_then_recreate_in_one_batch_deletes_the_stored_row_first() -> Non
     with CaptureQueriesContext(connection) as queries:
         outcomes = handler([delete, recreate])
     assert {o.kind.value for o in outcomes} == {"applied"}
-    assert any(q["sql"].startswith('DELETE FROM "replica_app_item"') for q in queries)
+    table = connection.ops.quote_name(Item._meta.db_table)
+    assert any(q["sql"].startswith(f"DELETE FROM {table}") for q in queries)
     item = Item.objects.get()
     assert (item.name, item.cqrs_revision) == ("again", 0)

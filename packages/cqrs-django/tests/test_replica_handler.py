@@ -215,7 +215,7 @@ def test_lost_connection_in_a_batch_falls_back_to_one_transaction_per_message() 
 
 
 def test_resolve_cqrs_ids() -> None:
-    assert resolve_cqrs_ids() == sorted(ReplicaRegistry.models())
+    assert resolve_cqrs_ids() == sorted(ReplicaRegistry.models)
     assert resolve_cqrs_ids(["item", "author", "item"]) == ["item", "author"]
     with pytest.raises(ConfigurationError, match="did you mean 'item'") as info:
         resolve_cqrs_ids(["itme"])

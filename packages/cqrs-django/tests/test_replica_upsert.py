@@ -8,14 +8,14 @@ from decimal import Decimal
 
 import django
 import pytest
-from cqrs_testproject.replica_app.models import ProductRef, StampedRef, VoucherRef
-from django.db import connection, models
+from cqrs_testproject.replica_app.models import Item, ProductRef, StampedRef, VoucherRef
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Value
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dj_cqrs.replica.tombstone import Tombstone
-from dj_cqrs.replica.upsert import array_type, upsert
+from dj_cqrs.replica.upsert import array_type, only_unique_key, upsert
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,7 @@ def product(pk: int, **overrides: object) -> ProductRef:
         "stock": pk * 10,
         "price": Decimal("12.34"),
         "release_date": datetime.date(2026, 1, pk % 28 + 1),
-        "published_at": datetime.datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=datetime.UTC),
+        "published_at": datetime.datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=datetime.timezone.utc),
         "is_active": pk % 2 == 0,
         "note": None,
         "external_uuid": uuid.UUID(int=pk),
@@ -115,9 +115,27 @@ def test_generated_primary_keys_and_other_unique_columns() -> None:
     assert dict(Tombstone.objects.values_list("instance_pk", "cqrs_revision")) == {"1": 3, "2": 5}
 
 
+def test_a_new_row_clashing_on_another_unique_column_fails_and_changes_nothing() -> None:
+    """MySQL's ON DUPLICATE KEY UPDATE fires on any unique key: pk 5 with row 1's `code` once
+    overwrote row 1 (and row 5 was never created). Every database must refuse it instead."""
+    first = Item(id=1, name="first", code="same", cqrs_revision=0, cqrs_updated=timezone.now())
+    upsert(Item, "default", [first], ["id"], ["name", "code", "cqrs_revision", "cqrs_updated"])
+    clash = Item(id=5, name="clash", code="same", cqrs_revision=3, cqrs_updated=timezone.now())
+    with pytest.raises(IntegrityError), transaction.atomic():
+        upsert(Item, "default", [clash], ["id"], ["name", "code", "cqrs_revision", "cqrs_updated"])
+    assert list(Item.objects.values_list("id", "name", "cqrs_revision")) == [(1, "first", 0)]
+
+
+def test_only_unique_key_sees_every_unique_constraint() -> None:
+    assert only_unique_key(ProductRef, ["id"])
+    assert not only_unique_key(Item, ["id"])  # `code` is unique too
+    assert only_unique_key(Tombstone, ["cqrs_id", "instance_pk"])  # plus its auto-increment id
+    assert not only_unique_key(Tombstone, ["id"])
+
+
 @pytest.mark.skipif(django.VERSION < (5, 0), reason="db_default needs Django 5.0")
 def test_db_default_columns_are_left_to_the_database_on_insert() -> None:
-    kept = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    kept = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
     StampedRef.objects.create(
         id=1, name="old", stamped_at=kept, cqrs_revision=0, cqrs_updated=timezone.now()
     )
@@ -147,6 +165,7 @@ def test_expression_values_go_through_django() -> None:
 def test_array_types_of_fields() -> None:
     from django.contrib.postgres.fields import ArrayField
 
-    assert array_type(ProductRef._meta.get_field("title"), connection) == "varchar(200)[]"
-    assert array_type(ProductRef._meta.get_field("price"), connection) == "numeric(12, 2)[]"
+    # Unbounded: a cast to varchar(200) would cut longer values instead of rejecting them.
+    assert array_type(ProductRef._meta.get_field("title"), connection) == "varchar[]"
+    assert array_type(ProductRef._meta.get_field("price"), connection) == "numeric[]"
     assert array_type(ArrayField(models.IntegerField()), connection) is None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,9 +14,31 @@ from cqrs_core.exceptions import MalformedMessage
 _REQUIRED_KEYS = ("signal_type", "cqrs_id", "instance_data")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+class _Default(enum.Enum):
+    TTL = "default"
+
+
+_default_ttl: Callable[[], float | None] | None = None
+
+
+def set_default_ttl(provider: Callable[[], float | None] | None) -> None:
+    """Make `from_message` ask `provider` for the TTL of messages without `expires`.
+
+    cqrs-core cannot read framework settings; dj_cqrs registers its `CQRS_MESSAGE_TTL` setting
+    here, as django-cqrs 3.x's `from_message` used it. None restores `DEFAULT_MESSAGE_TTL`.
+    """
+    global _default_ttl
+    _default_ttl = provider
+
+
+@dataclasses.dataclass
 class TransportPayload:
     """One CQRS event. Field names, order and wire keys are those of `dj_cqrs`.
+
+    Its fields are read-only except `retries`, which django-cqrs 3.x code (test doubles,
+    custom transports) sets in place: `payload.retries = n`; use `dataclasses.replace` for the
+    others. Not slotted, because 3.x transport code also tags payloads with attributes of its
+    own (`payload.is_requeue = True`).
 
     Args:
         signal_type: Type of the change (`SignalType`).
@@ -45,13 +68,34 @@ class TransportPayload:
         if not isinstance(self.signal_type, SignalType):
             object.__setattr__(self, "signal_type", SignalType(self.signal_type))
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FIELDS and _is_set(self, name):
+            if name != "retries":
+                raise dataclasses.FrozenInstanceError(
+                    f"cannot assign to field {name!r}: a TransportPayload is immutable except "
+                    "for `retries`; build a changed copy with dataclasses.replace()"
+                )
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"retries must be a non-negative integer, got {value!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _FIELDS:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        object.__delattr__(self, name)
+
+    @property
+    def pk(self) -> Any:
+        """`instance_pk` under its django-cqrs 3.x name."""
+        return self.instance_pk
+
     @classmethod
     def from_message(
         cls,
         dct: Mapping[str, Any],
         *,
         queue: str | None = None,
-        default_ttl: float | None = DEFAULT_MESSAGE_TTL,
+        default_ttl: float | None | _Default = _Default.TTL,
         now: datetime | None = None,
     ) -> TransportPayload:
         """Build a payload from a decoded message body, checking every field.
@@ -61,7 +105,9 @@ class TransportPayload:
             queue: Target queue learnt from the transport (routing key, header); wins over a
                 `queue` key in the body.
             default_ttl: Seconds until expiry for legacy messages without an `expires` key;
-                None means they never expire.
+                None means they never expire. By default, the provider given to
+                `set_default_ttl` (dj_cqrs: `CQRS['master']['CQRS_MESSAGE_TTL']`), else
+                `DEFAULT_MESSAGE_TTL`.
             now: Injectable clock for tests.
 
         Raises:
@@ -92,6 +138,8 @@ class TransportPayload:
             retries = 0
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise MalformedMessage(f"retries must be a non-negative integer, got {retries!r}")
+        if default_ttl is _Default.TTL:
+            default_ttl = _default_ttl() if _default_ttl is not None else DEFAULT_MESSAGE_TTL
         if "expires" in dct:
             expires = _parse_expires(dct["expires"])
         elif default_ttl is None:
@@ -139,6 +187,13 @@ class TransportPayload:
     def retried(self) -> TransportPayload:
         """The same event with `retries` one higher, as a replica republishes it."""
         return dataclasses.replace(self, retries=self.retries + 1)
+
+
+_FIELDS = frozenset(field.name for field in dataclasses.fields(TransportPayload))
+
+
+def _is_set(payload: TransportPayload, name: str) -> bool:
+    return name in payload.__dict__  # not yet while the payload is being built
 
 
 def format_expires(expires: datetime | None) -> str | None:

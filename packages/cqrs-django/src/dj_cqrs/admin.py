@@ -1,21 +1,37 @@
-"""Django admin integration: an action that re-sends selected master rows to replicas."""
+"""Django admin integration: `CQRSAdminMasterSyncMixin`, and the outbox rows on the default site.
+
+This is both the public module of the mixin and the module Django's admin autodiscovery imports.
+Importing it never touches a custom `AdminSite` and works without `django.contrib.admin` in
+INSTALLED_APPS; when the admin app is installed, the outbox admin is added to the default site
+(`django.contrib.admin.site`) unless something registered `OutboxEvent` there already. To show
+it on a site of your own: `register_outbox_admin(my_site)`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.apps import apps
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.translation import ngettext
 
-from dj_cqrs.outbox import admin as _outbox_admin  # noqa: F401  (registers the outbox admin)
+__all__ = ["CQRSAdminMasterSyncMixin", "register_outbox_admin"]
 
 
 class CQRSAdminMasterSyncMixin:
-    """ModelAdmin mixin adding the "Synchronize with CQRS replicas" action."""
+    """ModelAdmin mixin adding the "Synchronize with CQRS replicas" action.
 
-    actions: Any = ("sync_items",)
+    The action is added to the admin's own `actions` (as in django-cqrs 3.x), so a ModelAdmin
+    that lists actions of its own keeps them and gets this one too.
+    """
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        """The admin's actions plus `sync_items` (unless `actions = None` turns actions off)."""
+        actions = self.actions  # type: ignore[attr-defined]
+        if actions is not None and "sync_items" not in actions:
+            self.actions = [*actions, "sync_items"]
+        return super().get_actions(request)  # type: ignore[misc]
 
     def _cqrs_sync_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """Adjust the queryset before syncing (e.g. select_related for CQRS_SERIALIZER)."""
@@ -23,11 +39,31 @@ class CQRSAdminMasterSyncMixin:
 
     @admin.action(description="Synchronize with CQRS replicas")
     def sync_items(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        """Send a SYNC for every selected instance and report how many were sent."""
-        synced = sum(1 for item in self._cqrs_sync_queryset(queryset) if item.cqrs_sync())
-        message = ngettext(
-            "%(count)d item was queued for CQRS synchronization.",
-            "%(count)d items were queued for CQRS synchronization.",
-            synced,
-        ) % {"count": synced}
-        self.message_user(request, message, level=messages.SUCCESS)  # type: ignore[attr-defined]
+        """Send a SYNC for every selected instance and report what could not be synced.
+
+        The message is django-cqrs 3.x's, word for word (`N successfully synced. M failed:
+        [...]`), since tests and scripts of existing services read it.
+        """
+        failed = [item for item in self._cqrs_sync_queryset(queryset) if not item.cqrs_sync()]
+        total = len(queryset)
+        self.message_user(  # type: ignore[attr-defined]
+            request, f"{total - len(failed)} successfully synced. {len(failed)} failed: {failed}"
+        )
+
+
+def register_outbox_admin(site: admin.AdminSite | None = None) -> None:
+    """Show the outbox rows on `site` (default: `django.contrib.admin.site`), once.
+
+    Raises:
+        LookupError: no `site` was given and `django.contrib.admin` is not installed.
+    """
+    from dj_cqrs.outbox.admin import OutboxEventAdmin
+    from dj_cqrs.outbox.models import OutboxEvent
+
+    target = site if site is not None else admin.site
+    if not target.is_registered(OutboxEvent):
+        target.register(OutboxEvent, OutboxEventAdmin)
+
+
+if apps.models_ready and apps.is_installed("django.contrib.admin"):
+    register_outbox_admin()

@@ -23,7 +23,7 @@ class CQRSConfig(AppConfig):
         from dj_cqrs.registries import MasterRegistry
         from dj_cqrs.signals import MasterSignals
 
-        for model in MasterRegistry.models().values():
+        for model in list(MasterRegistry.models.values()):
             MasterSignals.register_model(model)
         setting_changed.connect(_reset_on_change, dispatch_uid="dj_cqrs.conf.reset")
 

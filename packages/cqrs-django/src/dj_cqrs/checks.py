@@ -56,7 +56,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     else:
         try:
-            conf.transport_class()
+            if conf.legacy_transport_class() is None:  # a 3.x-style class is usable as it is
+                conf.transport_class()
         except (CQRSError, ImproperlyConfigured, ImportError) as exc:
             errors.append(
                 Error(
@@ -70,11 +71,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     except CQRSError as exc:
         errors.append(Error("A CQRS option has an invalid value.", hint=str(exc), id="cqrs.E005"))
         options = None
-    if options is not None and not options.queue and ReplicaRegistry.models():
+    if options is not None and not options.queue and ReplicaRegistry.models:
         errors.append(
             Error(
                 "CQRS['queue'] is not set, but this service has replica models: "
-                + ", ".join(sorted(ReplicaRegistry.models())),
+                + ", ".join(sorted(ReplicaRegistry.models)),
                 hint="Name this service's queue: CQRS = {..., 'queue': 'my_service'}.",
                 id="cqrs.E004",
             )
@@ -121,7 +122,7 @@ def check_master_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     from dj_cqrs.registries import MasterRegistry
 
     errors: list[CheckMessage] = []
-    for model in MasterRegistry.models().values():
+    for model in list(MasterRegistry.models.values()):
         if app_configs is not None and model._meta.app_config not in app_configs:
             continue
         names = {f.name for f in model._meta.concrete_fields}
@@ -146,8 +147,8 @@ def check_master_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         missing = [n for n in ("cqrs_revision", "cqrs_updated") if n not in names]
         if missing:
             problems.append(
-                f"missing field(s) {', '.join(missing)}: inherit MasterMixin, or declare them on a "
-                "RawMasterMixin model."
+                f"missing field(s) {', '.join(missing)}: inherit MasterMixin or RawMasterMixin "
+                "(both declare them)."
             )
         errors.extend(
             Error(problem, hint="Fix the CQRS options of the model.", obj=model, id="cqrs.E008")

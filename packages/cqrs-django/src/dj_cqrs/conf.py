@@ -18,16 +18,20 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from cqrs_core.constants import DEFAULT_MESSAGE_TTL
-from cqrs_core.exceptions import TransportLoadError
+from cqrs_core.exceptions import ConfigurationError, TransportLoadError
+from cqrs_core.payload import set_default_ttl
 from cqrs_core.transports import BaseTransport, get_transport_class
 
 logger = logging.getLogger("django-cqrs")
 
 __all__ = [
     "LEGACY_TRANSPORTS",
+    "LegacyTransportConfigured",
     "cqrs_settings",
+    "current_transport_class",
     "get_transport",
     "import_callable",
+    "legacy_transport_class",
     "master_settings",
     "replica_settings",
     "reset_transport",
@@ -87,6 +91,14 @@ def message_ttl() -> float | None:
     return master_settings().get("CQRS_MESSAGE_TTL", DEFAULT_MESSAGE_TTL)
 
 
+def _settings_message_ttl() -> float | None:
+    return message_ttl() if settings.configured else DEFAULT_MESSAGE_TTL
+
+
+# `TransportPayload.from_message(dct)` without `expires`: CQRS_MESSAGE_TTL, as in django-cqrs 3.x.
+set_default_ttl(_settings_message_ttl)
+
+
 def auto_update_fields() -> bool:
     """Whether `save(update_fields=...)` also updates the CQRS fields and publishes by default."""
     return bool(master_settings().get("CQRS_AUTO_UPDATE_FIELDS", False))
@@ -124,6 +136,9 @@ def transport_class() -> type[BaseTransport]:
         TransportLoadError: the transport exists but cannot be imported or is not valid.
         ImproperlyConfigured: the setting is missing.
     """
+    legacy_cls = legacy_transport_class()
+    if legacy_cls is not None:
+        raise LegacyTransportConfigured(legacy_cls)
     spec = transport_spec()
     legacy = LEGACY_TRANSPORTS.get(spec)
     if legacy is not None:
@@ -138,6 +153,108 @@ def transport_class() -> type[BaseTransport]:
         ):
             return get_transport_class(name)  # a dj_cqrs.transport facade (or a user subclass)
     return get_transport_class(spec)
+
+
+class LegacyTransportConfigured(ConfigurationError):
+    """`CQRS['transport']` names a 3.x-style class, and the caller needs a cqrs-core transport."""
+
+    def __init__(self, cls: type) -> None:
+        self.transport = cls
+        path = f"{cls.__module__}.{cls.__qualname__}"
+        super().__init__(
+            f"CQRS['transport'] is {path}, a django-cqrs 3.x style transport class "
+            "(a dj_cqrs.transport.base.BaseTransport subclass): events are sent with "
+            f"{cls.__qualname__}.produce(payload) and cqrs_consume calls "
+            f"{cls.__qualname__}.consume(), but this feature needs a cqrs-core transport. "
+            "Set CQRS['transport'] to a transport name such as 'rabbitmq' (list them with "
+            "`python -m cqrs_core transports`) to use it."
+        )
+
+
+def is_legacy_transport(target: object) -> bool:
+    """Whether `target` is a 3.x-style class: a `dj_cqrs.transport.base.BaseTransport`
+    subclass that is not one of our facades (those name a cqrs-core plugin)."""
+    from dj_cqrs.transport import TransportFacade
+    from dj_cqrs.transport.base import BaseTransport as LegacyBase
+
+    return (
+        isinstance(target, type)
+        and issubclass(target, LegacyBase)
+        and not issubclass(target, TransportFacade)
+        and not isinstance(getattr(target, "transport_name", None), str)
+    )
+
+
+_legacy_cache: tuple[int, object, type | None] | None = None
+
+
+def legacy_transport_class() -> type | None:
+    """The 3.x-style class `CQRS['transport']` names (dotted path or class), else None.
+
+    None for transport names, our facades and cqrs-core classes. Called at every commit, so the
+    answer is kept until the setting's value or the settings generation changes.
+    """
+    global _legacy_cache
+    value = getattr(settings, "CQRS", None)
+    spec = value.get("transport") if isinstance(value, Mapping) else None
+    cached = _legacy_cache
+    if cached is not None and cached[0] == _generation and cached[1] == spec:
+        return cached[2]
+    found: type | None = None
+    if isinstance(spec, type):
+        found = spec if is_legacy_transport(spec) else None
+    elif isinstance(spec, str) and spec not in LEGACY_TRANSPORTS and ("." in spec or ":" in spec):
+        try:
+            target = _import_path(spec)
+        except TransportLoadError:
+            target = None  # transport_class() reports it with the details
+        found = target if is_legacy_transport(target) else None  # type: ignore[assignment]
+    _legacy_cache = (_generation, spec, found)
+    return found
+
+
+_facades: dict[str, type] = {}
+
+
+def current_transport_class() -> type:
+    """`dj_cqrs.transport.current_transport`: the class 3.x code calls `produce`/`consume` on.
+
+    The 3.x-style class itself, or the `dj_cqrs.transport` facade of the configured cqrs-core
+    transport (a facade made on the fly for transports without a named one).
+
+    Raises:
+        ImproperlyConfigured, TransportNotFound, TransportLoadError: as `transport_class()`.
+    """
+    legacy_cls = legacy_transport_class()
+    if legacy_cls is not None:
+        return legacy_cls
+    from dj_cqrs import transport as facades
+
+    spec = transport_spec()
+    if spec in LEGACY_TRANSPORTS:
+        name = LEGACY_TRANSPORTS[spec]
+    elif "." in spec or ":" in spec:
+        target = _import_path(spec)
+        if isinstance(target, type) and issubclass(target, facades.TransportFacade):
+            return target
+        name = transport_class().name
+    else:
+        name = transport_class().name
+    for facade in (
+        facades.RabbitMQTransport,
+        facades.KombuTransport,
+        facades.KafkaTransport,
+        facades.MemoryTransport,
+    ):
+        if facade.transport_name == name:
+            return facade
+    if name not in _facades:
+        _facades[name] = type(
+            f"{name.title().replace('_', '')}Transport",
+            (facades.TransportFacade,),
+            {"transport_name": name, "__module__": facades.__name__},
+        )
+    return _facades[name]
 
 
 def _import_path(path: str) -> object:

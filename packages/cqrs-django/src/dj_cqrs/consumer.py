@@ -36,6 +36,8 @@ from cqrs_core.messages import Handler, Outcome
 from cqrs_core.payload import TransportPayload
 from cqrs_core.transports import BaseTransport
 from dj_cqrs.registries import ReplicaRegistry
+from dj_cqrs.replica import errors
+from dj_cqrs.replica.errors import raising_errors
 
 logger = logging.getLogger("django-cqrs")
 
@@ -54,7 +56,7 @@ def resolve_cqrs_ids(cqrs_ids: Iterable[str] | None = None) -> list[str]:
     Raises:
         ConfigurationError: no replica model is registered, or an id is unknown.
     """
-    registered = ReplicaRegistry.models()
+    registered = ReplicaRegistry.models
     if not registered:
         raise ConfigurationError(
             "No replica model is registered: define models with ReplicaMixin (or "
@@ -70,7 +72,8 @@ def resolve_cqrs_ids(cqrs_ids: Iterable[str] | None = None) -> list[str]:
             close = difflib.get_close_matches(cqrs_id, list(registered), n=1)
             if close:
                 hints.append(f"{cqrs_id!r}: did you mean {close[0]!r}?")
-        raise ConfigurationError(
+        raise ConfigurationError(  # starts with django-cqrs 3.x's words: scripts grep them
+            f"Wrong CQRS ID: {unknown[0]}! "
             f"No replica model has CQRS_ID {', '.join(map(repr, unknown))}. "
             + (" ".join(hints) + " " if hints else "")
             + f"Registered: {', '.join(sorted(registered))}."
@@ -228,17 +231,25 @@ def apply_one(payload: TransportPayload, model: Any) -> Outcome:
 
 
 def _call(model: Any, payload: TransportPayload) -> Any:
+    """Call the model's hooks with django-cqrs's arguments (`sync` and `meta` only when set).
+
+    Inside `raising_errors()`, so that bad data and database errors come back as exceptions
+    (the reason of the retry or dead letter), not as the None/False of a direct call.
+    """
     kwargs: dict[str, Any] = {"meta": payload.meta} if model.CQRS_META else {}
     data = dict(payload.instance_data)
-    if payload.signal_type is SignalType.DELETE:
-        return model.cqrs_delete(data, **kwargs)
-    previous = dict(payload.previous_data) if payload.previous_data is not None else None
-    return model.cqrs_save(
-        data, previous_data=previous, sync=payload.signal_type is SignalType.SYNC, **kwargs
-    )
+    with raising_errors():
+        if payload.signal_type is SignalType.DELETE:
+            return model.cqrs_delete(data, **kwargs)
+        if payload.signal_type is SignalType.SYNC:
+            kwargs["sync"] = True
+        previous = dict(payload.previous_data) if payload.previous_data is not None else None
+        return model.cqrs_save(data, previous_data=previous, **kwargs)
 
 
 def _failure(model: Any, payload: TransportPayload, exc: BaseException | None) -> Outcome:
+    """Retry or dead-letter a failed message (see `replica.errors.Kind`), logging it once."""
+    kind = errors.classify(exc)
     if exc is None:
         reason = f"{model.__name__} returned a falsy result"
         logger.error(
@@ -251,14 +262,13 @@ def _failure(model: Any, payload: TransportPayload, exc: BaseException | None) -
         )
     else:
         reason = f"{type(exc).__name__}: {exc}"
-        logger.error(
-            "CQRS %s %s:%s failed (retries %d).",
-            payload.signal_type,
-            payload.cqrs_id,
-            payload.instance_pk,
-            payload.retries,
-            exc_info=exc,
-        )
+        what = f"CQRS {payload.signal_type} {payload.cqrs_id}:{payload.instance_pk}"
+        errors.log_failure(model, what, payload.retries, exc, kind)
+        from dj_cqrs.logger import log_timed_out_queries
+
+        log_timed_out_queries(exc, model)
+    if kind is errors.Kind.BAD_MESSAGE:  # whatever the model's policy: it can never succeed
+        return Outcome.dead(f"bad data, not retried: {reason}")
     try:
         retry = model.should_retry_cqrs(payload.retries, exc)
         delay = float(model.get_cqrs_retry_delay(payload.retries)) if retry else 0.0
@@ -267,6 +277,8 @@ def _failure(model: Any, payload: TransportPayload, exc: BaseException | None) -
         return Outcome.retry(None, reason)  # let the transport's policy decide
     if retry:
         return Outcome.retry(delay, reason)
+    if kind is errors.Kind.DEPLOYMENT:
+        return Outcome.dead(f"not retried: {reason} -- {errors.SCHEMA_HINT}")
     return Outcome.dead(f"not retried after {payload.retries} retries: {reason}")
 
 
@@ -287,13 +299,13 @@ def _alias(model: Any) -> str:
 
 
 def _set_query_timeout(alias: str) -> None:
-    from dj_cqrs.conf import replica_settings
+    """`CQRS_QUERY_TIMEOUT` for this transaction (see `dj_cqrs.utils.set_query_timeout`)."""
+    from dj_cqrs.logger import install_capturer_on
+    from dj_cqrs.utils import set_query_timeout
 
-    timeout = replica_settings().get("CQRS_QUERY_TIMEOUT") or 0
     connection = connections[alias]
-    if timeout and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL statement_timeout = {int(timeout)}")
+    if set_query_timeout(connection, local=True):
+        install_capturer_on(connection)
 
 
 def _recover(alias: str) -> None:

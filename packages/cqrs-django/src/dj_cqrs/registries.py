@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from cqrs_core.registries import Registry
 
@@ -11,11 +11,18 @@ _replicas: Registry[Any] = Registry("replica")
 
 
 class _RegistryFacade:
-    _registry: Registry[Any]
+    _registry: ClassVar[Registry[Any]]
+    models: ClassVar[dict[str, Any]]
+    """Every registered model by CQRS_ID: the registry's own dict, as in django-cqrs."""
 
     @classmethod
     def register_model(cls, model_cls: Any) -> None:
-        """Registration of CQRS model identifiers; a different model with the same id is an error."""
+        """Registration of CQRS model identifiers.
+
+        Raises:
+            DuplicateCQRSId: a different model already has this CQRS_ID (it is both a
+                `ConfigurationError` and, as django-cqrs raised, an `AssertionError`).
+        """
         cls._registry.register_model(model_cls)
 
     @classmethod
@@ -23,19 +30,16 @@ class _RegistryFacade:
         """The model registered under `cqrs_id`, or None."""
         return cls._registry.get_model_by_cqrs_id(cqrs_id)
 
-    @classmethod
-    def models(cls) -> dict[str, Any]:
-        """Every registered model by CQRS_ID."""
-        return {m.CQRS_ID: m for m in cls._registry}
-
 
 class MasterRegistry(_RegistryFacade):
     """Master models (those that publish), by CQRS_ID."""
 
     _registry = _masters
+    models = _masters.models
 
 
 class ReplicaRegistry(_RegistryFacade):
     """Replica models (those that apply events), by CQRS_ID."""
 
     _registry = _replicas
+    models = _replicas.models

@@ -13,6 +13,7 @@ from django.dispatch import Signal
 from dj_cqrs.master import events
 from dj_cqrs.master.serialization import tracked_snapshot
 from dj_cqrs.outbox.combined import WRITTEN
+from dj_cqrs.outbox.committed import snapshot
 from dj_cqrs.outbox.fast_path import publish_fresh
 
 logger = logging.getLogger("django-cqrs")
@@ -49,14 +50,18 @@ class MasterSignals:
         written = instance.__dict__.pop(WRITTEN, None)
         if written is not None:  # stored by the save's own statement, which has committed
             instance.reset_cqrs_saves_count()
-            publish_fresh(using, [written])
+            publish_fresh(using, [written], [snapshot(instance, False)])
             return
         if kwargs.get("sync"):
-            events.enqueue(using, [events.sync_event(instance, using, kwargs.get("queue"))])
+            if instance.is_sync_instance():
+                event = events.sync_event(instance, using, kwargs.get("queue"), deferred=True)
+                events.enqueue(using, [event])
             return
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "cqrs_revision" not in update_fields:
             return  # a partial save without update_cqrs_fields publishes nothing (django-cqrs)
+        if not instance.is_sync_instance():
+            return  # not published at all, as in django-cqrs (checked again when sent)
         instance._cqrs_refresh_expressions(using)
         event = events.save_event(instance, using, created=bool(kwargs.get("created")))
         events.enqueue(using, [event])
@@ -79,7 +84,7 @@ class MasterSignals:
     def post_delete(cls, sender: Any, **kwargs: Any) -> None:
         """Queue a DELETE of `kwargs['instance']` until commit."""
         instance = kwargs["instance"]
-        if not events.produces(instance):
+        if not events.produces(instance) or not instance.is_sync_instance():
             return
         using = kwargs.get("using") or instance._state.db or "default"
         events.enqueue(using, [events.delete_event(instance, using)])
@@ -99,7 +104,8 @@ class MasterSignals:
                     type(instance).__name__,
                 )
                 continue
-            queued.append(events.save_event(instance, using, created=True))
+            if instance.is_sync_instance():
+                queued.append(events.save_event(instance, using, created=True))
             instance.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(instance)
         events.enqueue(using, queued)
 
@@ -112,6 +118,8 @@ class MasterSignals:
             if not events.produces(instance):
                 continue
             previous = instance.__dict__.pop("_cqrs_bulk_previous", None)
+            if not instance.is_sync_instance():
+                continue
             queued.append(
                 events.save_event(instance, using, created=False, previous=previous, fresh=True)
             )

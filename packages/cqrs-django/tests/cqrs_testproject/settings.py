@@ -1,8 +1,11 @@
 """Settings of the test project: master and replica apps in one Django project.
 
 Environment knobs (also read by subprocesses such as `manage.py cqrs_consume` in tests):
-- CQRS_TEST_DB: `sqlite` (default) or `postgres` (127.0.0.1:5432, user postgres).
-- CQRS_TEST_DB_NAME: database name (PostgreSQL) or file (SQLite); unique per run by default.
+- CQRS_TEST_DB: `sqlite` (default), `postgres` (127.0.0.1:5432, user postgres) or `mysql`
+  (MySQL/MariaDB at 127.0.0.1:3306, user root without password; needs mysqlclient).
+- CQRS_TEST_DB_NAME: database name (PostgreSQL, MySQL) or file (SQLite); unique per run by
+  default. pytest-django creates it (TEST NAME is the same name) and drops it at the end.
+- CQRS_TEST_MYSQL_ISOLATION: the MySQL `isolation_level` option (default "read committed").
 - CQRS_TEST_TRANSPORT / CQRS_TEST_URL / CQRS_TEST_QUEUE: the transport settings.
 - CQRS_TEST_SETTINGS: a JSON object merged into `CQRS` (its `master` and `replica` dicts are
   merged key by key), e.g. '{"exchange": "x1", "transport_options": {...}}'; used by the root
@@ -70,6 +73,25 @@ if os.environ.get("CQRS_TEST_DB", "sqlite") == "postgres":
             "USER": "postgres",
             "NAME": _name,
             "TEST": {"NAME": _name},
+        }
+    }
+elif os.environ.get("CQRS_TEST_DB") == "mysql":
+    _name = os.environ.get("CQRS_TEST_DB_NAME", f"cqrs_{_RUN_ID}")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": os.environ.get("CQRS_TEST_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("CQRS_TEST_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("CQRS_TEST_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("CQRS_TEST_MYSQL_PASSWORD", ""),
+            "NAME": _name,
+            "TEST": {"NAME": _name, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+            # Django's own isolation default (READ COMMITTED) unless a test run asks for another
+            # one, e.g. "repeatable read", the server's default, to prove the consumer copes.
+            "OPTIONS": {
+                "charset": "utf8mb4",
+                "isolation_level": os.environ.get("CQRS_TEST_MYSQL_ISOLATION", "read committed"),
+            },
         }
     }
 else:

@@ -1,7 +1,9 @@
 """Argument checks shared by the commands: CQRS_IDs, JSON filters, batch sizes.
 
 Every problem becomes a `CommandError` that says what was wrong and what to give instead, so
-scripts fail with exit code 1 and a readable message rather than a traceback.
+scripts fail with exit code 1 and a readable message rather than a traceback. The first line of
+the message is django-cqrs 3.x's text (`Wrong CQRS ID: x!`, `Bad filter kwargs!`), so scripts
+that look for it keep working; our explanation follows on the next line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from django.db.models import Model, QuerySet
 
 from dj_cqrs.registries import MasterRegistry, ReplicaRegistry
 
+WRONG_ID = "Wrong CQRS ID: {0}!"
+"""django-cqrs 3.x's message for a CQRS_ID this service does not have."""
+
+BAD_FILTER = "Bad filter kwargs!"
+"""django-cqrs 3.x's message for a --filter that is not a JSON object or does not apply."""
+
 
 def _unknown(side: str, cqrs_id: str, known: list[str]) -> CommandError:
     lines = [f"Unknown {side} CQRS_ID {cqrs_id!r}."]
@@ -25,14 +33,14 @@ def _unknown(side: str, cqrs_id: str, known: list[str]) -> CommandError:
     lines.append(
         f"{side.capitalize()} models of this service: {', '.join(sorted(known)) or 'none'}."
     )
-    return CommandError(" ".join(lines))
+    return CommandError(WRONG_ID.format(cqrs_id) + "\n" + " ".join(lines))
 
 
 def master_model(cqrs_id: str) -> Any:
     """The master model registered under `cqrs_id` (CommandError if there is none)."""
     model = MasterRegistry.get_model_by_cqrs_id(cqrs_id)
     if model is None:
-        raise _unknown("master", cqrs_id, list(MasterRegistry.models()))
+        raise _unknown("master", cqrs_id, list(MasterRegistry.models))
     return model
 
 
@@ -45,7 +53,7 @@ def replica_model(cqrs_id: str, *, needs_table: bool = False) -> Any:
     """
     model = ReplicaRegistry.get_model_by_cqrs_id(cqrs_id)
     if model is None:
-        raise _unknown("replica", cqrs_id, list(ReplicaRegistry.models()))
+        raise _unknown("replica", cqrs_id, list(ReplicaRegistry.models))
     if needs_table and not (isinstance(model, type) and issubclass(model, Model)):
         raise CommandError(
             f"Replica {cqrs_id!r} ({model.__name__}) is not a Django model, so it has no rows "
@@ -62,13 +70,13 @@ def parse_filter(text: str | None) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise CommandError(
-            f"--filter is not valid JSON ({exc}): {text!r}. "
+            f"{BAD_FILTER}\n--filter is not valid JSON ({exc}): {text!r}. "
             "Give a JSON object of queryset lookups, e.g. '{\"id__in\": [1, 2]}'."
         ) from None
     if not isinstance(value, dict):
         raise CommandError(
-            f"--filter must be a JSON object of queryset lookups, got {type(value).__name__}: "
-            f"{text!r}. Example: '{{\"id__gte\": 100}}'."
+            f"{BAD_FILTER}\n--filter must be a JSON object of queryset lookups, got "
+            f"{type(value).__name__}: {text!r}. Example: '{{\"id__gte\": 100}}'."
         )
     return value
 
@@ -81,7 +89,9 @@ def filtered(queryset: QuerySet[Any], lookups: dict[str, Any]) -> QuerySet[Any]:
         result = queryset.filter(**lookups)
     except (FieldError, ValidationError, ValueError, TypeError) as exc:
         model = queryset.model.__name__
-        raise CommandError(f"--filter {json.dumps(lookups)} does not apply to {model}: {exc}")
+        raise CommandError(
+            f"{BAD_FILTER} {exc}\n--filter {json.dumps(lookups)} does not apply to {model}."
+        ) from None
     return result
 
 

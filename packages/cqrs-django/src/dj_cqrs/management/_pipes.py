@@ -1,9 +1,16 @@
 """Reading and writing the line formats that connect the commands (files and pipes).
 
-Formats (django-cqrs compatible):
-- bulk dump: line 1 the CQRS_ID, then one JSON object per line (the master's `to_cqrs_dict()`);
-- diff pipeline: line 1 `CQRS_ID,timestamp[,queue]`, then one JSON list per line;
-- deleted-diff pipeline: line 1 the CQRS_ID, then one JSON list of primary keys per line.
+The formats are django-cqrs 3.x's, byte for byte, so a pipe or a dump file can mix services
+running 3.x and this package:
+- bulk dump: line 1 the CQRS_ID, then `\n` + one JSON object per row (the master's
+  `to_cqrs_dict()`), without a final line end;
+- diff pipeline: line 1 `CQRS_ID,timestamp` from `cqrs_diff_master`, to which
+  `cqrs_diff_replica` appends `,queue` (its own `CQRS['queue']`, `None` when unset); then one
+  JSON list per line;
+- deleted-diff pipeline: line 1 `CQRS_ID,timestamp`, then one JSON list of primary keys per line.
+
+JSON is compact ASCII with `/` escaped (what 3.x's ujson writes; `cqrs_core.codec.dumps`).
+Timestamps are `str(datetime)` (a space between date and time), as 3.x prints them.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import IO, Any
 from django.core.management.base import CommandError
 
 from cqrs_core import codec
+from dj_cqrs.constants import NO_QUEUE  # line 1 of cqrs_diff_replica when CQRS['queue'] is unset
 
 
 def dumps(value: Any) -> str:
@@ -33,30 +41,45 @@ def input_stream(command: Any, options: dict[str, Any], path: str | None = None)
         raise CommandError(f"Cannot read {path!r}: {exc.strerror or exc}.") from None
 
 
-def read_header(stream: IO[str], what: str) -> str:
-    """Line 1 without its line end (CommandError when the input is empty)."""
+def read_header(stream: IO[str], what: str, *, empty: str = "Wrong CQRS ID: !") -> str:
+    """Line 1 without its line end (CommandError when the input is empty).
+
+    Args:
+        empty: The first line of the error, 3.x's text for this case (a 3.x pipe stage reading
+            nothing reports the empty CQRS_ID).
+    """
     line = stream.readline()
     if not line.strip():
         raise CommandError(
-            f"The input is empty: expected {what} on line 1. Check the previous command of the "
-            "pipe (it may have failed) or the file name."
+            f"{empty}\nThe input is empty: expected {what} on line 1. Check the previous command "
+            "of the pipe (it may have failed, or found no rows) or the file name."
         )
     return line.strip()
 
 
+def header_cqrs_id(line: str) -> str:
+    """The CQRS_ID of a pipe's line 1 (`CQRS_ID` or `CQRS_ID,timestamp[,...]`)."""
+    return line.split(",")[0].strip()
+
+
 class DiffHeader:
-    """Line 1 of the diff pipeline: `CQRS_ID,timestamp[,queue]`."""
+    """Line 1 of the diff pipeline: `CQRS_ID,timestamp[,queue]`.
+
+    As in 3.x the queue is the last field when there are three or more (the replica appends it
+    to the master's line), and `None` means every replica.
+    """
 
     def __init__(self, line: str) -> None:
         parts = [part.strip() for part in line.split(",")]
         self.line = line
         self.cqrs_id = parts[0]
         self.timestamp = parts[1] if len(parts) > 1 else ""
-        self.queue = parts[2] if len(parts) > 2 and parts[2] else None
-        if not self.cqrs_id or len(parts) > 3:
+        queue = parts[-1] if len(parts) > 2 else ""
+        self.queue = queue if queue and queue != NO_QUEUE else None
+        if not self.cqrs_id:
             raise CommandError(
-                f"Line 1 must be 'CQRS_ID,timestamp[,queue]' as cqrs_diff_master prints it, got "
-                f"{line!r}."
+                f"Wrong CQRS ID: !\nLine 1 must be 'CQRS_ID,timestamp[,queue]' as "
+                f"cqrs_diff_master and cqrs_diff_replica print it, got {line!r}."
             )
 
 

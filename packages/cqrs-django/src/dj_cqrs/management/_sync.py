@@ -4,6 +4,9 @@ Each batch is published in one `produce_many` call through the master's publishi
 (`dj_cqrs.master.publish.publish`), which says whether the broker accepted it. A row that
 cannot be serialized is reported and skipped; a batch the broker refused is reported as failed;
 in both cases the run goes on with the next rows.
+
+What 3.x printed on stdout (`Sync record failed for pk=...`, the `Done!` block) is printed
+there the same way; our own summary goes to stderr.
 """
 
 from __future__ import annotations
@@ -37,15 +40,27 @@ class SyncCounts:
     skipped: int = 0
     """Rows whose `is_sync_instance()` is False."""
     failed: int = 0
+    processed: int = 0
+    """Rows looked at: sent, skipped and failed."""
+
+
+def done_block(synced: int, processed: int) -> str:
+    """The closing lines of 3.x's `cqrs_sync` (stdout), kept for scripts that read them."""
+    return f"Done!\n{synced} instance(s) synced.\n{processed} instance(s) processed."
 
 
 class Syncer:
-    """Sends SYNCs of master instances to every replica, or to one replica `queue`."""
+    """Sends SYNCs of master instances to every replica, or to one replica `queue`.
 
-    def __init__(self, model: Any, queue: str | None, progress: Progress) -> None:
+    Args:
+        out: Where a failed row is reported in 3.x's words (the command's stdout).
+    """
+
+    def __init__(self, model: Any, queue: str | None, progress: Progress, out: Any) -> None:
         self.model = model
         self.queue = queue or None
         self.progress = progress
+        self.out = out
         self.counts = SyncCounts()
 
     def send(self, instances: Sequence[Any]) -> None:
@@ -62,9 +77,9 @@ class Syncer:
                 _key, entry = sync_event(instance, using, self.queue)
             except Exception as exc:  # noqa: BLE001 (one bad row must not stop the run)
                 failed += 1
-                self.progress.note(
-                    f"{self.model.CQRS_ID} pk={instance.pk!r}: not synced, "
-                    f"{type(exc).__name__}: {exc}"
+                # 3.x printed a blank line, then this one.
+                self.out.write(
+                    f"\nSync record failed for pk={instance.pk}: {type(exc).__name__}: {exc}"
                 )
                 continue
             payloads.append(entry.payload)
@@ -82,6 +97,7 @@ class Syncer:
                 )
         self.counts.failed += failed
         self.counts.skipped += skipped
+        self.counts.processed += len(instances)
         self.progress.advance(len(instances), failed=failed)
 
     def summary(self) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import dataclasses
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from django.db.models import Model
@@ -12,7 +13,7 @@ from cqrs_core.constants import SignalType
 from cqrs_core.payload import TransportPayload
 from dj_cqrs import conf
 from dj_cqrs.master import pending
-from dj_cqrs.master.serialization import wire_pk
+from dj_cqrs.master.serialization import deferred_data, is_deferred, wire_pk
 
 
 def row_key(instance: Model) -> Hashable:
@@ -46,14 +47,11 @@ def payload_for(
         conf.master_settings().get("correlation_function"), "CQRS['master']['correlation_function']"
     )
     correlation_id = correlation(signal_type, cqrs_id, instance.pk, queue) if correlation else None
-    meta = instance.get_cqrs_meta(
-        signal_type=signal_type,
-        cqrs_id=cqrs_id,
-        instance=instance,
-        instance_pk=instance.pk,
-        using=using,
-        queue=queue,
-        sync=sync,
+    # deferred data: the meta function is called when the data is serialized (`meta_for`)
+    meta = (
+        None
+        if is_deferred(instance_data)
+        else meta_for(instance, signal_type, instance_data, previous_data)
     )
     return TransportPayload(
         signal_type=signal_type,
@@ -64,6 +62,21 @@ def payload_for(
         previous_data=previous_data,
         correlation_id=correlation_id,
         meta=meta,
+    )
+
+
+def meta_for(
+    instance: Any,
+    signal_type: SignalType,
+    instance_data: Mapping[str, Any],
+    previous_data: Mapping[str, Any] | None,
+) -> Any:
+    """`instance.get_cqrs_meta(...)` with the keywords of 3.x: `instance_data`,
+    `previous_data` (not for a DELETE) and `signal_type`; the meta function also gets `obj`."""
+    if signal_type is SignalType.DELETE:
+        return instance.get_cqrs_meta(instance_data=instance_data, signal_type=signal_type)
+    return instance.get_cqrs_meta(
+        instance_data=instance_data, previous_data=previous_data, signal_type=signal_type
     )
 
 
@@ -80,13 +93,15 @@ def save_event(
 ) -> tuple[Hashable, pending.Entry]:
     """SAVE of a created or updated row (previous values from the tracker unless given).
 
-    `fresh` means the instance was just loaded with its relations: serialize it as it is.
+    The instance data is left to be serialized when the event is sent (`deferred_data`).
+    `fresh` means the instance was just loaded with its relations: at commit it is serialized
+    as it is instead of being reloaded for a CQRS_SERIALIZER.
     """
     if previous is _FROM_TRACKER:
         previous = instance.get_tracked_fields_data()
-    data = instance.to_cqrs_dict(using, sync=fresh)
-    payload = payload_for(instance, SignalType.SAVE, data, previous or None, using=using)
-    return row_key(instance), pending.Entry(payload, instance, created)
+    data = deferred_data(instance)
+    payload = payload_for(instance, SignalType.SAVE, data, previous, using=using)
+    return row_key(instance), pending.Entry(payload, instance, created, fresh=fresh)
 
 
 def delete_event(instance: Any, using: str) -> tuple[Hashable, pending.Entry]:
@@ -104,14 +119,38 @@ def delete_event(instance: Any, using: str) -> tuple[Hashable, pending.Entry]:
     return row_key(instance), pending.Entry(payload, instance)
 
 
-def sync_event(instance: Any, using: str, queue: str | None) -> tuple[Hashable, pending.Entry]:
-    """SYNC of the instance as it is (revision unchanged), for every replica or one queue."""
-    data = instance.to_cqrs_dict(using, sync=True)
-    previous = instance.get_tracked_fields_data() or None
+def sync_event(
+    instance: Any, using: str, queue: str | None, *, deferred: bool = False
+) -> tuple[Hashable, pending.Entry]:
+    """SYNC of the instance as it is (revision unchanged), for every replica or one queue.
+
+    `deferred`: serialize it when it is sent (from the committed row), not now.
+    """
+    data = deferred_data(instance) if deferred else instance.to_cqrs_dict(using, sync=True)
+    previous = instance.get_tracked_fields_data()
     payload = payload_for(
         instance, SignalType.SYNC, data, previous, using=using, queue=queue or None, sync=True
     )
-    return sync_key(instance, queue), pending.Entry(payload, instance)
+    return sync_key(instance, queue), pending.Entry(payload, instance, fresh=True)
+
+
+def at_commit(entry: pending.Entry, using: str) -> TransportPayload | None:
+    """The event of `entry` serialized now from its in-memory instance (3.x's moment: commit).
+
+    None when the instance's `is_sync_instance()` has become False (nothing is sent).
+
+    Raises:
+        Exception: whatever the serialization raised (the caller logs it with the event).
+    """
+    payload = entry.payload
+    if not is_deferred(payload.instance_data):
+        return payload
+    instance = entry.instance
+    if not instance.is_sync_instance():
+        return None
+    data = instance.to_cqrs_dict(using, sync=entry.fresh)
+    meta = meta_for(instance, payload.signal_type, data, payload.previous_data)
+    return dataclasses.replace(payload, instance_data=data, meta=meta)
 
 
 def enqueue(using: str, events: Iterable[tuple[Hashable, pending.Entry]]) -> None:

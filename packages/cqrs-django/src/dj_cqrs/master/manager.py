@@ -24,6 +24,9 @@ class MasterManager(models.Manager[Any]):
         RETURNING) or be set by the caller; rows without a pk are not published.
         """
         using = self._db or router.db_for_write(self.model)
+        objs = list(objs)
+        for obj in objs:
+            obj.save_tracked_fields()  # previous_data of a new row, as a save records it
         with transaction.atomic(using=using, savepoint=False):
             created = super().bulk_create(objs, **kwargs)
             self.model.call_post_bulk_create(created, using=using)

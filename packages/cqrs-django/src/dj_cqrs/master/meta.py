@@ -1,4 +1,4 @@
-"""Metaclass of master models: registers each concrete model under its CQRS_ID."""
+"""Metaclass of MasterMixin models: registers each concrete model under its CQRS_ID."""
 
 from __future__ import annotations
 
@@ -37,7 +37,20 @@ class MasterMeta(ModelBase):
 
     @staticmethod
     def register(model_cls: Any) -> Any:
-        """Register `model_cls` (e.g. a proxy model) in MasterRegistry and connect its signals."""
+        """Register `model_cls` in MasterRegistry and connect its signals (idempotent).
+
+        This is how a model publishes when MasterMixin's metaclass cannot be used: a
+        `RawMasterMixin` model combined with another metaclass (`class Node(MPTTModel,
+        RawMasterMixin)`), or a proxy model with its own CQRS_ID. Returns the model, so it
+        also works as a class decorator.
+        """
+        from dj_cqrs.master.mixins import RawMasterMixin
+
+        if not (isinstance(model_cls, type) and issubclass(model_cls, RawMasterMixin)):
+            raise TypeError(
+                f"MasterMeta.register() needs a model class inheriting "
+                f"dj_cqrs.mixins.RawMasterMixin (or MasterMixin), got {model_cls!r}."
+            )
         MasterRegistry.register_model(model_cls)
         _connect(model_cls)
         return model_cls

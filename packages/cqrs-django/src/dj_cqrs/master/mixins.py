@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from django.db import connections, models, router, transaction
@@ -10,6 +10,7 @@ from django.db.models import sql
 from django.db.models.expressions import Combinable, F
 
 from dj_cqrs import conf
+from dj_cqrs.constants import TRACKED_FIELDS_ATTR_NAME
 from dj_cqrs.master import pending
 from dj_cqrs.master.events import enqueue, produces, row_key, sync_event
 from dj_cqrs.master.manager import MasterManager
@@ -23,6 +24,7 @@ from dj_cqrs.master.serialization import (
 )
 from dj_cqrs.outbox import combined
 from dj_cqrs.outbox.settings import outbox_settings
+from dj_cqrs.tracker import CQRSTracker
 
 _SAVE_ARGS = ("force_insert", "force_update", "using", "update_fields")
 _CQRS_FIELDS = frozenset({"cqrs_revision", "cqrs_updated"})
@@ -49,10 +51,12 @@ def _expression_for(values: Any, attname: str) -> Any:
     return None
 
 
-class RawMasterMixin(models.Model, metaclass=MasterMeta):
+class RawMasterMixin(models.Model):
     """Base class for MasterMixin. Users shouldn't use this class directly.
 
-    It expects `cqrs_revision` and `cqrs_updated` fields (MasterMixin declares them).
+    It has no custom metaclass, so that it can be combined with models that bring their own
+    (django-mptt's `MPTTModel`...); such a model publishes once registered with
+    `MasterMeta.register(Model)`. MasterMixin adds the metaclass that registers it.
     """
 
     CQRS_ID: ClassVar[str | None] = None
@@ -72,6 +76,20 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
 
     objects = models.Manager()
     cqrs = MasterManager()
+
+    # Declared exactly as django-cqrs 3.x declares them, help texts included: Django compares
+    # the whole field definition, so any difference would give every existing master model a
+    # new migration on the switch.
+    cqrs_revision = models.IntegerField(
+        default=0,
+        help_text="This field must be incremented on any model update. "
+        "It's used to for CQRS sync.",
+    )
+    cqrs_updated = models.DateTimeField(
+        auto_now=True,
+        help_text="This field must be incremented on every model update. "
+        "It's used to for CQRS sync.",
+    )
 
     class Meta:
         abstract = True
@@ -96,8 +114,8 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         in_atomic = transaction.get_connection(using).in_atomic_block
         if in_atomic:
             self.__dict__["_cqrs_saves_count"] = self.cqrs_saves_count + 1
-        else:
-            self.__dict__["_cqrs_saves_count"] = 1
+        else:  # autocommit: the event leaves with this save, nothing to count (as 3.x)
+            self.__dict__["_cqrs_saves_count"] = 0
 
         bump = True
         if update_fields is not None:
@@ -111,6 +129,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
                 self.cqrs_revision = F("cqrs_revision")  # already counted in this transaction
             else:
                 self.cqrs_revision = F("cqrs_revision") + 1
+        self.save_tracked_fields()
         try:
             if in_atomic or not produces(self) or not outbox_settings().enabled:
                 super().save(**kwargs)
@@ -125,7 +144,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
                 self.__dict__["cqrs_revision"] = old_revision
             raise
         self._cqrs_refresh_expressions(using)
-        self.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(self)
+        self._cqrs_remember_tracked(kwargs.get("update_fields"))
 
     save.alters_data = True  # type: ignore[attr-defined]
 
@@ -197,8 +216,21 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
 
     def refresh_from_db(self, using: str | None = None, fields: Any = None, **kwargs: Any) -> None:
         super().refresh_from_db(using=using, fields=fields, **kwargs)
-        if fields is None:
+        self._cqrs_remember_tracked(fields)
+
+    def _cqrs_remember_tracked(self, names: Iterable[str] | None) -> None:
+        """Take the tracked values just saved or loaded (`names`: only these fields) as the
+        state the next save is compared to, as 3.x's field tracker did."""
+        if names is None:
             self.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(self)
+            return
+        by_name = {f.name: f.attname for f in self._meta.concrete_fields}
+        fresh = tracked_snapshot(self, {by_name.get(name, name) for name in names})
+        if fresh is not None:
+            self.__dict__["_cqrs_tracked_initial"] = {
+                **(self.__dict__.get("_cqrs_tracked_initial") or {}),
+                **fresh,
+            }
 
     def _cqrs_refresh_expressions(self, using: str | None) -> None:
         """Replace the F() expressions of a save (`cqrs_revision`, or the user's
@@ -253,8 +285,25 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         return data
 
     def get_tracked_fields_data(self) -> dict[str, Any] | None:
-        """Previous values of the tracked fields changed since load or last save (None: untracked)."""
-        return changed_tracked(self, self.__dict__.get("_cqrs_tracked_initial"))
+        """CQRS serialization for tracked fields to include in the transport payload.
+
+        Returns:
+            The `previous_data` recorded by the first save of the transaction (see
+            `save_tracked_fields`); None if the model tracks nothing or was never saved.
+        """
+        return self.__dict__.get(TRACKED_FIELDS_ATTR_NAME)  # type: ignore[no-any-return]
+
+    def save_tracked_fields(self) -> None:
+        """Record the previous values of the changed tracked fields, before a save writes them.
+
+        Only the first save of a transaction records (`is_initial_cqrs_save`): its event carries
+        the values from before the transaction. A new row records `{attname: None}` for each
+        tracked field that has a value. `Model.cqrs.bulk_create` calls it for every object.
+        """
+        if not self.is_initial_cqrs_save:
+            return
+        before = None if self._state.adding else self.__dict__.get("_cqrs_tracked_initial", {})
+        self.__dict__[TRACKED_FIELDS_ATTR_NAME] = changed_tracked(self, before)
 
     def cqrs_sync(self, using: str | None = None, queue: str | None = None) -> bool:
         """Send this instance to replicas (one `queue`, or all) as a SYNC event.
@@ -266,7 +315,7 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         if not self.CQRS_PRODUCE or not self.is_sync_instance():
             return False
         db = using or self._state.db or router.db_for_write(type(self), instance=self)
-        enqueue(db, [sync_event(self, db, queue)])
+        enqueue(db, [sync_event(self, db, queue, deferred=True)])
         return True
 
     def is_sync_instance(self) -> bool:
@@ -306,13 +355,11 @@ class RawMasterMixin(models.Model, metaclass=MasterMeta):
         post_update.send(cls, instances=instances, using=using)
 
 
-class MasterMixin(RawMasterMixin):
-    """Mixin for the master CQRS model, that will send data updates to its replicas."""
+CQRSTracker.add_to_model(RawMasterMixin)  # `instance.__fields_tracker`, as 3.x's models had
 
-    cqrs_revision = models.IntegerField(
-        default=0, help_text="Incremented once per committed transaction that changes the row."
-    )
-    cqrs_updated = models.DateTimeField(auto_now=True, help_text="Last change of the row.")
+
+class MasterMixin(RawMasterMixin, metaclass=MasterMeta):
+    """Mixin for the master CQRS model, that will send data updates to its replicas."""
 
     class Meta:
         abstract = True

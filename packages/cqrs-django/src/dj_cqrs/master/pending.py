@@ -4,12 +4,14 @@ Every event joins a *group*: the events queued on one database alias at one save
 one transaction. A group registers a single `transaction.on_commit` callback, so Django drops it
 with its savepoint or transaction on rollback (nothing is published) and runs it after commit
 (the group is published in one `produce_many` batch). Within a group, one instance gives one
-event: a later save replaces the earlier snapshot, and the revision is incremented only once.
+event: a later save replaces the earlier one, and the revision is incremented only once.
 
 With the outbox (`CQRS['master']['publish'] = 'outbox'`, the default) every event is also
 written to the outbox table as it is queued, in the same transaction and savepoint (a replaced
-snapshot replaces its row), and the on-commit callback only queues the rows for the background
-publisher (`dj_cqrs.outbox.fast_path`): nothing on the request's critical path after commit.
+event replaces its row), and the on-commit callback only queues the rows, with a copy of each
+instance, for the background publisher (`dj_cqrs.outbox.fast_path`), which serializes them:
+nothing on the request's critical path after commit. While `produce` is patched or a 3.x
+transport class is configured, the callback serializes and sends each event itself, as 3.x did.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 from django.db import transaction
 
 from cqrs_core.constants import SignalType
-from cqrs_core.payload import TransportPayload, expires_in
-from dj_cqrs import conf
+from cqrs_core.payload import TransportPayload
+from dj_cqrs.controller import producer
+from dj_cqrs.master.serialization import is_deferred
 
 _ATTR = "_cqrs_pending_groups"
 
@@ -37,6 +40,8 @@ class Entry:
     """The instance was created in this group: every previous value is None."""
     outbox_id: int | None = None
     """Its outbox row, once written."""
+    fresh: bool = False
+    """Serialize the instance as it is at commit (no reload for a CQRS_SERIALIZER)."""
 
 
 class Group:
@@ -61,8 +66,10 @@ class Group:
     def __call__(self) -> None:
         """The on-commit callback: hand the group over (errors are logged, never raised).
 
-        Stored events go to the background publisher as they are (it sets `expires` when it
-        sends them); events without an outbox row (`'on_commit'` mode) are published here.
+        Stored events go to the background publisher as they are (it serializes them from the
+        committed rows and sets `expires`). Events without an outbox row (`'on_commit'` mode),
+        and every event while `produce` is patched or a 3.x transport class is configured, are
+        serialized from their instances and sent here, in the committing thread.
         """
         self.done = True
         entries, self.entries = list(self.entries.values()), {}
@@ -70,26 +77,39 @@ class Group:
             reset = getattr(entry.instance, "reset_cqrs_saves_count", None)
             if reset is not None:
                 reset()
-        stored = [(e.outbox_id, e.payload) for e in entries if e.outbox_id is not None]
+        if producer.synchronous():
+            from dj_cqrs.master.publish import send_at_commit
+
+            send_at_commit(self.using, entries)
+            return
+        stored = [e for e in entries if e.outbox_id is not None]
         if stored:
+            from dj_cqrs.outbox.committed import snapshot
             from dj_cqrs.outbox.fast_path import publish_fresh
 
             if len(stored) > 1:
-                stored.sort(key=_first)
-            publish_fresh(self.using, stored)  # type: ignore[arg-type]
+                stored.sort(key=_row_id)
+            publish_fresh(
+                self.using,
+                [(e.outbox_id, e.payload) for e in stored],  # type: ignore[misc]
+                [_source(e, snapshot) for e in stored],
+            )
         if len(stored) == len(entries):
             return
-        from dj_cqrs.master.publish import publish
+        from dj_cqrs.master.publish import send_at_commit
 
-        expires = expires_in(conf.message_ttl())
-        plain = [
-            dataclasses.replace(e.payload, expires=expires) for e in entries if e.outbox_id is None
-        ]
-        publish(plain, self.using)
+        send_at_commit(self.using, [e for e in entries if e.outbox_id is None])
 
 
-def _first(item: tuple[Any, ...]) -> Any:
-    return item[0]
+def _row_id(entry: Entry) -> int:
+    return entry.outbox_id or 0
+
+
+def _source(entry: Entry, snapshot: Any) -> Any:
+    """The copy of the instance the publisher serializes (None: read from the database)."""
+    if entry.instance is None or not is_deferred(entry.payload.instance_data):
+        return None
+    return snapshot(entry.instance, entry.fresh)
 
 
 def _merge(old: Entry, new: Entry) -> Entry:
@@ -106,7 +126,7 @@ def _merge(old: Entry, new: Entry) -> Entry:
             later = {name: None for name in later}
         previous = {**later, **(old.payload.previous_data or {})}
     payload = dataclasses.replace(new.payload, previous_data=previous)
-    return Entry(payload, new.instance, old.created or new.created)
+    return Entry(payload, new.instance, old.created or new.created, fresh=new.fresh)
 
 
 def _registered(connection: Any, group: Group) -> bool:

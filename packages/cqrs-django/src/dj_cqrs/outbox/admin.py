@@ -1,4 +1,4 @@
-"""Read-only admin of outbox rows, with a "publish again" action."""
+"""Read-only admin of outbox rows, with a "publish again" action (see `dj_cqrs.admin`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from dj_cqrs import conf
-from dj_cqrs.outbox import rows
+from dj_cqrs.controller import producer
+from dj_cqrs.outbox import committed, rows
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.settings import outbox_settings
 
@@ -29,8 +29,9 @@ class PendingFilter(admin.SimpleListFilter):
         return queryset
 
 
-@admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Registered by `dj_cqrs.admin` on the default site (never on import of this module)."""
+
     list_display = (
         "id",
         "signal_type",
@@ -62,8 +63,17 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not selected:
             return
         using = queryset.db
+        filled = committed.fill(using, list(zip(selected, rows.payloads_of(selected), strict=True)))
+        if filled.failed:
+            self.message_user(
+                request,
+                f"{len(filled.failed)} event(s) cannot be serialized (see the log): "
+                f"{filled.failed[0][1]}",
+                level=messages.ERROR,
+            )
+            return
         try:
-            conf.get_transport().produce_many(rows.payloads_of(selected))
+            producer.send([payload for _, payload in filled.ready])
         except Exception as exc:  # noqa: BLE001  (reported to the admin user)
             self.message_user(
                 request, f"The broker did not accept the events: {exc}", level=messages.ERROR

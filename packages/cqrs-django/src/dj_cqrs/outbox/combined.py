@@ -9,12 +9,14 @@ row, COMMIT) against the single one of a plain Django save. PostgreSQL runs a da
                FROM m RETURNING id)
     SELECT m.*, o.id FROM m, o
 
-What the database decides (a generated primary key, the incremented `cqrs_revision`) is not
-known when the event is serialized: the body is built with a stand-in number there, which the
-statement replaces by the real value. Models whose event could depend on those values in other
-ways (a CQRS_SERIALIZER, overridden serialization or meta hooks, correlation and meta
-functions) keep the transaction; so does any save this module cannot take whole, which then
-opens its transaction before its first statement.
+The stored body does not hold the instance data (it is serialized when the event is sent, see
+`dj_cqrs.outbox.committed`), so the incremented `cqrs_revision` does not matter here; only a
+primary key the database generates is unknown when the body is built: a stand-in number takes
+its place, which the statement replaces by the real value. Models whose event could depend on
+it in other ways (overridden meta, tracking or `is_sync_instance` hooks, correlation and meta
+functions) keep the transaction, as does every save while events go one by one through
+`dj_cqrs.controller.producer.produce`; so does any save this module cannot take whole, which
+then opens its transaction before its first statement.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from django.utils import timezone
 
 from cqrs_core.payload import TransportPayload
 from dj_cqrs import conf
+from dj_cqrs.controller import producer
 from dj_cqrs.master.events import save_event
 from dj_cqrs.master.serialization import wire_pk
 from dj_cqrs.outbox import rows
@@ -40,8 +43,6 @@ from dj_cqrs.outbox.models import OutboxEvent
 
 PK_STAND_IN = -4_611_686_018_427_400_249
 """Serialized in place of a primary key the database has not generated yet."""
-REVISION_STAND_IN = -4_611_686_018_427_454_321
-"""Serialized in place of the `cqrs_revision` the UPDATE computes (`F() + 1`)."""
 
 _PENDING = "_cqrs_one_statement"
 WRITTEN = "_cqrs_written"
@@ -69,7 +70,9 @@ def eligible(instance: Model, using: str) -> bool:
     if connections[using].vendor != "postgresql" or not _model_eligible(type(instance)):
         return False
     master = conf.master_settings()
-    return not master.get("correlation_function") and not master.get("meta_function")
+    if master.get("correlation_function") or master.get("meta_function"):
+        return False
+    return not producer.synchronous()  # those events are sent at commit, from the instance
 
 
 @functools.cache
@@ -77,9 +80,9 @@ def _model_eligible(model: type[Model]) -> bool:
     from dj_cqrs.master.mixins import RawMasterMixin
 
     meta = model._meta
-    if meta.parents or getattr(model, "CQRS_SERIALIZER", None):
+    if meta.parents:
         return False
-    for name in ("to_cqrs_dict", "get_cqrs_meta", "get_tracked_fields_data"):
+    for name in ("get_cqrs_meta", "get_tracked_fields_data", "is_sync_instance"):
         if getattr(model, name) is not getattr(RawMasterMixin, name):
             return False
     return not any(
@@ -149,17 +152,17 @@ def update(instance: Model, using: str, statement: str, params: Any, revision: A
     Returns False when no row matched (nothing was written; Django inserts next), None when
     nothing was run and the save goes on in a transaction (see `give_up`).
     """
-    event = _event(instance, using, created=False, stand_ins={revision.attname: REVISION_STAND_IN})
+    event = _event(instance, using, created=False, stand_ins={})
     if event is None:
         give_up(instance)
         return None
     quote = connections[using].ops.quote_name
     statement = f"{statement} RETURNING {quote(revision.column)}"
-    row = _run(using, statement, params, event, {REVISION_STAND_IN: revision.column})
+    row = _run(using, statement, params, event, {})
     if row is None:
         return False
     instance.__dict__[revision.attname] = row[0]
-    _store(instance, row[-1], event.payload, {REVISION_STAND_IN: row[0]})
+    _store(instance, row[-1], event.payload, {})
     return True
 
 
@@ -172,27 +175,29 @@ class _Event:
 def _event(
     instance: Model, using: str, *, created: bool, stand_ins: dict[str, int]
 ) -> _Event | None:
-    """The SAVE event with stand-ins serialized for `stand_ins` ({"pk" or attname: number}).
+    """The SAVE event with stand-ins serialized for `stand_ins` ({"pk": number}).
 
     None if a stand-in number shows up anywhere else in the body (in the user's data), or
-    a field holds an F() expression (its value is known only after the statement).
+    a field holds the user's F() expression (its tracked previous value would be compared with
+    an expression, not the value the statement computes).
     """
     pk_attname = instance._meta.pk.attname
     values = {pk_attname if name == "pk" else name: number for name, number in stand_ins.items()}
     real = {attname: instance.__dict__.get(attname) for attname in values}
     try:
         instance.__dict__.update(values)
-        if any(isinstance(value, Combinable) for value in instance.__dict__.values()):
-            return None  # the user's F() expression: only the database knows its value
+        if any(
+            isinstance(value, Combinable) and name != "cqrs_revision"
+            for name, value in instance.__dict__.items()
+        ):
+            return None
         _, entry = save_event(instance, using, created=created)
     finally:
         instance.__dict__.update(real)
     payload = entry.payload
     body = rows.body_of(payload)
     for number in stand_ins.values():
-        expected = sum(1 for value in payload.instance_data.values() if value == number)
-        expected += payload.instance_pk == number
-        if body.count(str(number)) != expected:
+        if body.count(str(number)) != (payload.instance_pk == number):
             return None
     return _Event(payload, body)
 
@@ -243,13 +248,9 @@ def _store(
     instance: Model, outbox_id: int, payload: TransportPayload, real: dict[int, Any]
 ) -> None:
     """Keep the stored event, stand-ins replaced, for the post_save hand-over to the publisher."""
-    data = {
-        name: real.get(value, value) if isinstance(value, int) else value
-        for name, value in payload.instance_data.items()
-    }
     instance_pk = payload.instance_pk
     if isinstance(instance_pk, int):
         instance_pk = real.get(instance_pk, instance_pk)
-    final = dataclasses.replace(payload, instance_data=data, instance_pk=instance_pk)
+    final = dataclasses.replace(payload, instance_pk=instance_pk)
     instance.__dict__.pop(_PENDING, None)
     instance.__dict__[WRITTEN] = (outbox_id, final)

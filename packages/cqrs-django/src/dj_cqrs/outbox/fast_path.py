@@ -34,12 +34,14 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connections
 
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
-from dj_cqrs.outbox import notify, rows
+from dj_cqrs.controller import producer
+from dj_cqrs.outbox import committed, notify, rows
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
 
 logger = logging.getLogger("django-cqrs")
@@ -47,8 +49,8 @@ logger = logging.getLogger("django-cqrs")
 Fresh = tuple[int, TransportPayload]
 """(outbox row id, the event as stored: `expires` is set when it is sent)."""
 
-_Item = tuple[str, int, int, TransportPayload]
-"""(database alias, settings generation at commit, row id, event)."""
+_Item = tuple[str, int, int, TransportPayload, Any]
+"""(database alias, settings generation at commit, row id, event, instance copy to serialize)."""
 
 _IDLE_CLOSE = 0.5
 """Seconds without work after which the publisher closes its database connections."""
@@ -127,39 +129,53 @@ class _Publisher:
         settings = outbox_settings()
         generation = conf.generation()
         by_db: dict[str, list[Fresh]] = {}
+        sources: dict[str, list[committed.Source | None]] = {}
         stale: dict[str, list[int]] = {}
-        for using, gen, row_id, payload in batch:
+        for using, gen, row_id, payload, source in batch:
             if gen == generation:
                 by_db.setdefault(using, []).append((row_id, payload))
+                sources.setdefault(using, []).append(source)
             else:  # committed under other CQRS settings: this transport is not theirs
                 stale.setdefault(using, []).append(row_id)
         for using, ids in stale.items():
             _leave(using, ids, "left to the relay: the CQRS settings changed", settings)
         for using, fresh in by_db.items():
-            self._send(using, fresh, settings)
+            self._send(using, fresh, sources[using], settings)
 
-    def _send(self, using: str, fresh: list[Fresh], settings: OutboxSettings) -> None:
+    def _send(
+        self,
+        using: str,
+        fresh: list[Fresh],
+        sources: list[committed.Source | None],
+        settings: OutboxSettings,
+    ) -> None:
         ids = [row_id for row_id, _ in fresh]
         if self.paused():
             _leave(using, ids, "left to the relay: the broker failed recently", settings)
             return
-        expires = expires_in(conf.message_ttl())
-        payloads = [dataclasses.replace(p, expires=expires) for _, p in fresh]
+        filled = committed.fill(using, fresh, sources)
+        for row_id, reason in filled.failed:  # kept, noted: the relay retries them later
+            _leave(using, [row_id], reason, settings)
+        ids = [row_id for row_id, _ in filled.ready]
+        done = list(filled.dropped)
+        if ids:
+            expires = expires_in(conf.message_ttl())
+            payloads = [dataclasses.replace(p, expires=expires) for _, p in filled.ready]
+            try:
+                _produce(payloads)
+            except Exception as exc:  # noqa: BLE001  (the relay sends them)
+                self.pause(settings.pause_after_failure)
+                error = f"{type(exc).__name__}: {exc}"
+                logger.error(
+                    "CQRS could not publish %d event(s) after commit (%s); they stay in the "
+                    "outbox and `manage.py cqrs_relay` sends them when the broker is back.",
+                    len(ids),
+                    error,
+                )
+                _leave(using, ids, f"fast path failed: {error}", settings)
+                ids = []
         try:
-            _produce(payloads)
-        except Exception as exc:  # noqa: BLE001  (the relay sends them)
-            self.pause(settings.pause_after_failure)
-            error = f"{type(exc).__name__}: {exc}"
-            logger.error(
-                "CQRS could not publish %d event(s) after commit (%s); they stay in the outbox "
-                "and `manage.py cqrs_relay` sends them when the broker is back.",
-                len(ids),
-                error,
-            )
-            _leave(using, ids, f"fast path failed: {error}", settings)
-            return
-        try:
-            rows.mark_sent(using, ids, settings.keep_days)
+            rows.mark_sent(using, done + ids, settings.keep_days)
         except Exception:  # sent but not marked: the relay sends them again (duplicates only)
             logger.exception("CQRS could not mark %d sent outbox row(s)", len(ids))
             connections[using].close_if_unusable_or_obsolete()
@@ -184,13 +200,13 @@ def _batch_size() -> int:
 def _produce(payloads: Sequence[TransportPayload]) -> None:
     """Publish on this thread's transport, once more on a new connection if the first fails."""
     try:
-        conf.get_transport().produce_many(payloads)
+        producer.send(payloads)
         return
     except Exception as exc:
         _drop_thread_transport()
         logger.info("CQRS publish failed (%s); retrying on a new connection", exc)
     try:
-        conf.get_transport().produce_many(payloads)
+        producer.send(payloads)
     except Exception:
         _drop_thread_transport()
         raise
@@ -229,9 +245,15 @@ def _current() -> _Publisher:
     return publisher
 
 
-def publish_fresh(using: str, fresh: Sequence[Fresh]) -> None:
+def publish_fresh(
+    using: str,
+    fresh: Sequence[Fresh],
+    sources: Sequence[committed.Source | None] | None = None,
+) -> None:
     """Queue rows just committed on `using` for the publisher; returns at once.
 
+    `sources`: per row, the copy of its instance taken at commit that the publisher serializes
+    (`committed.snapshot`); rows without one are serialized from the database.
     With the fast path off the rows are simply left to the relay (after `grace`).
     """
     if not fresh:
@@ -242,7 +264,14 @@ def publish_fresh(using: str, fresh: Sequence[Fresh]) -> None:
             return
         publisher = _current()
         generation = conf.generation()
-        publisher.submit([(using, generation, row_id, payload) for row_id, payload in fresh])
+        if sources is None:
+            sources = [None] * len(fresh)
+        publisher.submit(
+            [
+                (using, generation, row_id, payload, source)
+                for (row_id, payload), source in zip(fresh, sources, strict=True)
+            ]
+        )
     except Exception:  # the data is committed and the rows are safe: never raise into user code
         logger.exception("CQRS outbox fast path failed; the relay will send the events")
 

@@ -24,7 +24,8 @@ from django.utils import timezone
 from cqrs_core.exceptions import MalformedMessage
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
-from dj_cqrs.outbox import notify, retention, rows
+from dj_cqrs.controller import producer
+from dj_cqrs.outbox import committed, notify, retention, rows
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
 
@@ -52,6 +53,8 @@ class Relay:
         """Rows sent since start."""
         self.undecodable: set[int] = set()
         """Rows whose body is not an event: never sent, skipped by `until_empty`."""
+        self.held: dict[int, float] = {}
+        """Rows whose event could not be serialized → when to try them again (monotonic)."""
         self.failures = 0
         """Consecutive failed batches (the backoff grows with it)."""
         self._stop = threading.Event()
@@ -102,7 +105,7 @@ class Relay:
                     left = (
                         OutboxEvent.objects.using(self.using)
                         .filter(sent_at__isnull=True)
-                        .exclude(id__in=self.undecodable)
+                        .exclude(id__in=self._skipped())
                     )
                     if horizon is None or not left.filter(id__lte=horizon).exists():
                         break
@@ -167,9 +170,11 @@ class Relay:
     def _eligible(self, now: datetime.datetime) -> QuerySet[OutboxEvent]:
         """Unsent rows old enough that their own process no longer sends them (or left them)."""
         young = now - datetime.timedelta(seconds=self.settings.grace)
-        return OutboxEvent.objects.using(self.using).filter(
+        eligible = OutboxEvent.objects.using(self.using).filter(
             Q(created_at__lte=young) | Q(attempts__gt=0), sent_at__isnull=True
         )
+        self._skipped()  # forget holds that ran out
+        return eligible.exclude(id__in=list(self.held)) if self.held else eligible
 
     def _locked_batch(self) -> int:
         with transaction.atomic(using=self.using):
@@ -213,14 +218,42 @@ class Relay:
         payloads, sendable = self._decoded(sendable)
         if not sendable:
             return 0
-        try:
-            conf.get_transport().produce_many(payloads)
-        except Exception as exc:
-            self._note_error([r.id for r in sendable], exc)
-            raise
-        rows.mark_sent(self.using, [r.id for r in sendable], self.settings.keep_days)
-        self.sent += len(sendable)
-        return len(sendable)
+        filled = committed.fill(self.using, list(zip(sendable, payloads, strict=True)))
+        self._hold(filled.failed)
+        ready = [row for row, _ in filled.ready]
+        if ready:
+            try:
+                producer.send([payload for _, payload in filled.ready])
+            except Exception as exc:
+                self._note_error([r.id for r in ready], exc)
+                raise
+        done = [r.id for r in ready] + [r.id for r in filled.dropped]
+        rows.mark_sent(self.using, done, self.settings.keep_days)
+        self.sent += len(ready)
+        return len(ready)
+
+    def _hold(self, failed: Sequence[tuple[OutboxEvent, str]]) -> None:
+        """Rows whose event could not be serialized: noted, and left alone for a while.
+
+        They are retried after `max_backoff` seconds (a fixed serializer, a row fixed by hand),
+        and do not keep `until_empty` waiting.
+        """
+        if not failed:
+            return
+        until = time.monotonic() + max(self.settings.max_backoff, 1.0)
+        for row, reason in failed:
+            self.held[row.id] = until
+            try:
+                rows.mark_left(self.using, [row.id], f"relay: {reason}")
+            except Exception:
+                logger.debug("CQRS relay could not note the error on the row", exc_info=True)
+
+    def _skipped(self) -> list[int]:
+        """Ids this relay does not take now: undecodable rows, held rows (see `_hold`)."""
+        now = time.monotonic()
+        for row_id in [i for i, until in self.held.items() if until <= now]:
+            del self.held[row_id]
+        return [*self.undecodable, *self.held]
 
     def _decoded(
         self, batch: Sequence[OutboxEvent]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connections
+from django.db import OperationalError, connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -15,6 +17,8 @@ from cqrs_core import codec
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.outbox.models import OutboxEvent
+
+logger = logging.getLogger("django-cqrs")
 
 
 def row_for(payload: TransportPayload, now: datetime.datetime) -> OutboxEvent:
@@ -127,10 +131,61 @@ def mark_sent(using: str, ids: Sequence[int], keep_days: float) -> int:
     """Sent rows are deleted (keep_days 0) or stamped with `sent_at`; returns the row count."""
     if not ids:
         return 0
+    if connections[using].vendor == "mysql":
+        return _mark_sent_mysql(connections[using], sorted(ids), keep_days)
     rows = OutboxEvent.objects.using(using).filter(id__in=ids)
     if keep_days <= 0:
         return rows._raw_delete(using)  # no cascades, no signals: one DELETE
     return rows.update(sent_at=timezone.now(), claimed_by="", claimed_until=None)
+
+
+_MYSQL_RETRIED = frozenset({1205, 1213})
+"""Lock wait timeout and deadlock: the statement (1213: the transaction) was rolled back."""
+_MYSQL_ATTEMPTS = 5
+
+
+def _mark_sent_mysql(connection: Any, ids: list[int], keep_days: float) -> int:
+    """`mark_sent` on MySQL/MariaDB: one primary-key lookup per row, in id order, retried.
+
+    MySQL has no partial indexes, so the pending index is a plain index on `id`, which the
+    optimizer prefers to the primary key: a lookup in a non-unique index, or a range scan of
+    `id IN (...)`, also locks the entry after the last match, which belongs to the batch of
+    another relay; two relays then wait for each other (deadlock, error 1213). A primary-key
+    equality locks its row only. The events are already published: failing here would put
+    them back as pending and send them again, so the statements are retried (a deadlock rolls
+    back the whole transaction; the retry runs in the next one).
+    """
+    quote = connection.ops.quote_name
+    table = quote(OutboxEvent._meta.db_table)
+    where = f"WHERE {quote('id')} = %s"
+    if keep_days <= 0:
+        sql = f"DELETE o FROM {table} AS o FORCE INDEX (PRIMARY) {where.replace('WHERE ', 'WHERE o.')}"
+        params: list[list[Any]] = [[row_id] for row_id in ids]
+    else:
+        sql = (
+            f"UPDATE {table} FORCE INDEX (PRIMARY) SET {quote('sent_at')} = %s, "
+            f"{quote('claimed_by')} = '', {quote('claimed_until')} = NULL {where}"
+        )
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        params = [[now, row_id] for row_id in ids]
+    attempt = 1
+    while True:
+        try:
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, params)
+                return int(cursor.rowcount)
+        except OperationalError as exc:
+            if exc.args[0] not in _MYSQL_RETRIED or attempt == _MYSQL_ATTEMPTS:
+                raise
+            logger.warning(
+                "CQRS outbox: marking %d sent row(s) failed (%s); retry %d of %d",
+                len(ids),
+                exc,
+                attempt,
+                _MYSQL_ATTEMPTS - 1,
+            )
+            time.sleep(0.05 * attempt)
+            attempt += 1
 
 
 def mark_left(using: str, ids: Sequence[int], reason: str) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from cqrs_core.payload import TransportPayload
-from dj_cqrs.outbox import rows
+from cqrs_core.payload import TransportPayload, expires_in
+from dj_cqrs import conf
+from dj_cqrs.controller import producer
+from dj_cqrs.outbox import committed, rows
 from dj_cqrs.outbox.fast_path import publish_fresh
 from dj_cqrs.outbox.models import OutboxEvent
 
@@ -63,5 +66,40 @@ def write_and_publish(using: str, payloads: Sequence[TransportPayload]) -> bool:
         )
         return False
     fresh = list(zip(ids, payloads, strict=True))
-    transaction.on_commit(lambda: publish_fresh(using, fresh), using=using)
+    transaction.on_commit(lambda: _after_commit(using, fresh), using=using)
     return True
+
+
+def _after_commit(using: str, fresh: list[tuple[int, TransportPayload]]) -> None:
+    if producer.synchronous():
+        send_one_by_one(using, fresh)
+    else:
+        publish_fresh(using, fresh)
+
+
+def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
+    """Send committed rows now through `producer.produce`, one call per event (never raises)."""
+    from dj_cqrs.master.publish import settle_rows
+
+    try:
+        filled = committed.fill(using, fresh)
+    except Exception:  # the rows are committed: the relay sends them
+        logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
+        return
+    expires = expires_in(conf.message_ttl())
+    done = list(filled.dropped)
+    left = list(filled.failed)
+    for row_id, payload in filled.ready:
+        try:
+            producer.produce(dataclasses.replace(payload, expires=expires))
+        except Exception as exc:
+            logger.exception(
+                "CQRS could not publish %s %s:%s; the relay sends it",
+                payload.signal_type.value,
+                payload.cqrs_id,
+                payload.instance_pk,
+            )
+            left.append((row_id, f"produce failed: {type(exc).__name__}: {exc}"))
+        else:
+            done.append(row_id)
+    settle_rows(using, done, left)

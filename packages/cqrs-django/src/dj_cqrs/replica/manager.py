@@ -7,6 +7,9 @@ exist yet; the row is also read with `SELECT ... FOR UPDATE`. On SQLite a write 
 locks the whole database; a concurrent writer fails with "database is locked" and its message
 is retried, never half-applied. Other databases rely on `SELECT ... FOR UPDATE` plus the unique
 primary key (a lost insert race turns into an update).
+
+As in django-cqrs, the public methods log bad data and database errors and return None (False
+for deletes); inside `errors.raising_errors()` (the consumer) they raise them instead.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 
-from dj_cqrs.replica import rules
+from dj_cqrs.replica import errors, rules
 from dj_cqrs.replica.mapping import (
     map_previous_data,
     map_save_data,
@@ -63,21 +66,43 @@ class ReplicaManager(models.Manager[Any]):
         """Create or update the row from CQRS master instance data.
 
         Returns:
-            The model instance (also when the event was a duplicate or out of order), or a
-            truthy `Skipped` when a tombstone shows the event is about a deleted row.
+            The model instance (also when the event was a duplicate or out of order), a
+            truthy `Skipped` when a tombstone shows the event is about a deleted row, or None
+            (logged) when the data does not fit the model or the database failed.
 
         Raises:
-            BadData: the data does not fit the model (missing keys, bad values).
+            BadData, django.db.Error: only inside `errors.raising_errors()` (the consumer).
         """
+        outer_raising = errors.raising()
+        try:
+            # Raising inside: a lost insert race must reach `_create_or_update` as an error.
+            with errors.raising_errors():
+                return self._save(master_data, previous_data, sync, meta, not outer_raising)
+        except errors.APPLY_ERRORS as exc:
+            if outer_raising:
+                raise
+            pk = master_data.get("id") if isinstance(master_data, Mapping) else None
+            errors.log_apply_error("SYNC" if sync else "save", self.model, exc, pk)
+            return None
+
+    def _save(
+        self,
+        master_data: Mapping[str, Any],
+        previous_data: Mapping[str, Any] | None,
+        sync: bool,
+        meta: Any,
+        savepoint: bool,
+    ) -> Any:
         model = self.model
         mapped = map_save_data(model, master_data)
-        previous = map_previous_data(model, previous_data)
+        previous = map_previous_data(model, previous_data) if previous_data else None
         pk_name = model._meta.pk.name
         pk = to_pk(model, mapped[pk_name])
         mapped[pk_name] = pk
         using = router.db_for_write(model)
-        # savepoint=False: inside the consumer's per-message savepoint a second one is waste.
-        with transaction.atomic(using=using, savepoint=False):
+        # In the consumer's per-message savepoint a second one is waste; a direct call gets
+        # one, so that a failure returning None leaves the caller's transaction usable.
+        with transaction.atomic(using=using, savepoint=savepoint):
             lock_key(using, model.CQRS_ID, pk)
             instance = self._locked_row(using, pk)
             if instance is not None:
@@ -108,10 +133,10 @@ class ReplicaManager(models.Manager[Any]):
         from django.db import connections
 
         if connections[using].vendor == "postgresql":  # the advisory lock already excludes races
-            return self.create_instance(mapped, previous, sync, meta)
+            return self.create_instance(mapped, previous_data=previous, sync=sync, meta=meta)
         try:
             with transaction.atomic(using=using):
-                return self.create_instance(mapped, previous, sync, meta)
+                return self.create_instance(mapped, previous_data=previous, sync=sync, meta=meta)
         except IntegrityError:
             # Another worker created the row between our read and our insert: update it instead.
             instance = self._locked_row(using, mapped[self.model._meta.pk.name])
@@ -153,7 +178,7 @@ class ReplicaManager(models.Manager[Any]):
                     self.model.CQRS_ID,
                 )
                 return instance
-        return self.update_instance(instance, mapped, previous, sync, meta)
+        return self.update_instance(instance, mapped, previous_data=previous, sync=sync, meta=meta)
 
     def create_instance(
         self,
@@ -162,9 +187,24 @@ class ReplicaManager(models.Manager[Any]):
         sync: bool = False,
         meta: Any = None,
     ) -> Any:
-        """Create the row from mapped data through the model's `cqrs_create`."""
-        kwargs = {"meta": meta} if self.model.CQRS_META else {}
-        return self.model.cqrs_create(sync, mapped_data, previous_data, **kwargs)
+        """Create the row from mapped data through the model's `cqrs_create`.
+
+        Returns:
+            The new instance, or None (logged) when it cannot be created, as in django-cqrs:
+            the row exists already (whatever its revision; `save_instance` applies the
+            revision rules), the database refused it, or `cqrs_create` raised a
+            ValidationError.
+        """
+        kwargs = self._hook_kwargs(previous_data, meta)
+        if errors.raising():
+            return self.model.cqrs_create(sync, mapped_data, **kwargs)
+        try:
+            with transaction.atomic(using=router.db_for_write(self.model)):
+                return self.model.cqrs_create(sync, mapped_data, **kwargs)
+        except errors.APPLY_ERRORS as exc:
+            pk = mapped_data.get(self.model._meta.pk.name)
+            errors.log_apply_error("create", self.model, exc, pk)
+            return None
 
     def update_instance(
         self,
@@ -178,7 +218,8 @@ class ReplicaManager(models.Manager[Any]):
 
         A SAVE with the stored revision is a duplicate and one with a lower revision is out of
         order: both are skipped (the instance is returned unchanged). A revision more than one
-        ahead is applied with a warning about lost events. A SYNC is always applied.
+        ahead is applied with a warning about lost events. A SYNC is always applied. Returns
+        None (logged) if `cqrs_update` fails with a database or validation error.
         """
         cqrs_id = self.model.CQRS_ID
         stored, incoming = instance.cqrs_revision, mapped_data["cqrs_revision"]
@@ -186,8 +227,23 @@ class ReplicaManager(models.Manager[Any]):
         rules.log_verdict(verdict, cqrs_id, instance.pk, stored=stored, incoming=incoming)
         if not verdict.applies:
             return instance
-        kwargs = {"meta": meta} if self.model.CQRS_META else {}
-        return instance.cqrs_update(sync, mapped_data, previous_data, **kwargs)
+        kwargs = self._hook_kwargs(previous_data, meta)
+        if errors.raising():
+            return instance.cqrs_update(sync, mapped_data, **kwargs)
+        try:
+            with transaction.atomic(using=router.db_for_write(self.model)):
+                return instance.cqrs_update(sync, mapped_data, **kwargs)
+        except errors.APPLY_ERRORS as exc:
+            errors.log_apply_error("update", self.model, exc, instance.pk)
+            return None
+
+    def _hook_kwargs(self, previous_data: Any, meta: Any) -> dict[str, Any]:
+        """Keywords of `cqrs_create`/`cqrs_update` as django-cqrs passes them (after `sync`,
+        `mapped_data`): `previous_data` always, `meta` only for CQRS_META models."""
+        kwargs: dict[str, Any] = {"previous_data": previous_data}
+        if self.model.CQRS_META:
+            kwargs["meta"] = meta
+        return kwargs
 
     # -- DELETE ------------------------------------------------------------------------------
 
@@ -195,8 +251,23 @@ class ReplicaManager(models.Manager[Any]):
         """Delete the row and record a tombstone; True even if there was nothing to delete.
 
         A DELETE older than the stored row (the key was re-created on the master after it)
-        leaves the row alone but still records its tombstone.
+        leaves the row alone but still records its tombstone. Returns False (logged) when the
+        data lacks the primary key or the database failed; inside `errors.raising_errors()`
+        (the consumer) those raise instead.
         """
+        outer_raising = errors.raising()
+        try:
+            with errors.raising_errors():
+                self._delete(master_data, not outer_raising)
+        except errors.APPLY_ERRORS as exc:
+            if outer_raising:
+                raise
+            pk = master_data.get("id") if isinstance(master_data, Mapping) else None
+            errors.log_apply_error("delete", self.model, exc, pk)
+            return False
+        return True
+
+    def _delete(self, master_data: Mapping[str, Any], savepoint: bool) -> None:
         model = self.model
         pk = pk_from_delete(model, master_data)
         delete = Mark(
@@ -204,7 +275,7 @@ class ReplicaManager(models.Manager[Any]):
             parse_updated(master_data.get("cqrs_updated")) or timezone.now(),
         )
         using = router.db_for_write(model)
-        with transaction.atomic(using=using, savepoint=False):
+        with transaction.atomic(using=using, savepoint=savepoint):
             lock_key(using, model.CQRS_ID, pk)
             instance = self._locked_row(using, pk)
             if instance is not None:
@@ -218,7 +289,6 @@ class ReplicaManager(models.Manager[Any]):
                 else:
                     instance.delete(using=using)
             _write_tombstone(using, model.CQRS_ID, pk, delete)
-        return True
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import decimal
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.core.validators import DecimalValidator
+from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -22,16 +24,24 @@ class BadData(ValueError):
     """The master data cannot be applied to this replica model; the message says why."""
 
 
+REVISION_MAX = 2**31 - 1
+"""The largest revision the `cqrs_revision` columns (IntegerField) of rows and tombstones hold."""
+
+
 def parse_revision(value: Any) -> int | None:
-    """A revision from the wire (int, or a numeric string from odd masters), None if absent."""
+    """A revision from the wire, None if absent.
+
+    Only what the master sends is accepted: a JSON integer from 0 to `REVISION_MAX`. A float,
+    a string or a bool is refused rather than converted (3.9 must not become revision 3), and
+    so is a value the column cannot hold.
+    """
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise BadData(f"cqrs_revision must be an integer, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadData(f"cqrs_revision must be an integer, got {value!r}") from None
+    if type(value) is not int:
+        raise BadData(f"cqrs_revision must be a non-negative integer, got {value!r:.100}")
+    if not 0 <= value <= REVISION_MAX:
+        raise BadData(f"cqrs_revision must be between 0 and {REVISION_MAX}, got {value}")
+    return value
 
 
 def parse_updated(value: Any) -> datetime.datetime | None:
@@ -114,19 +124,34 @@ def pk_from_delete(model: Any, master_data: Mapping[str, Any]) -> Any:
     pk_name = model._meta.pk.name
     for master_key, replica_key in mapping.items():
         if replica_key == pk_name and master_key in master_data:
-            return to_pk(model, master_data[master_key])
+            return _tombstone_key(to_pk(model, master_data[master_key]))
     for key in ("id", pk_name):
         if master_data.get(key) is not None:
-            return to_pk(model, master_data[key])
+            return _tombstone_key(to_pk(model, master_data[key]))
     raise BadData("DELETE data lacks the primary key ('id')")
 
 
+TOMBSTONE_KEY_LENGTH = 255
+"""`Tombstone.instance_pk` max_length: a DELETE of a longer key cannot leave its tombstone."""
+
+
+def _tombstone_key(pk: Any) -> Any:
+    if len(str(pk)) > TOMBSTONE_KEY_LENGTH:
+        raise BadData(
+            f"primary key of {len(str(pk))} characters: its tombstone holds "
+            f"{TOMBSTONE_KEY_LENGTH}, so the DELETE cannot be recorded"
+        )
+    return pk
+
+
 def to_pk(model: Any, value: Any) -> Any:
-    """`value` converted by the primary key field (so 5, "5" and UUID strings compare equal)."""
-    try:
-        return model._meta.pk.to_python(value)
-    except ValidationError as exc:
-        raise BadData(f"bad primary key {value!r}: {'; '.join(exc.messages)}") from None
+    """`value` converted by the primary key field (so 5, "5" and UUID strings compare equal).
+
+    Raises:
+        BadData: the key does not fit the primary key column (see `fit`).
+    """
+    field = model._meta.pk
+    return fit(field.target_field if field.is_relation else field, value, field.name, model)
 
 
 def _typed_fields(model: Any, mapped: dict[str, Any]) -> dict[str, Any]:
@@ -142,9 +167,9 @@ def _typed_fields(model: Any, mapped: dict[str, Any]) -> dict[str, Any]:
         if isinstance(field, models.ForeignKey):
             if not isinstance(value, models.Model):
                 key = field.attname
-                value = _convert(field.target_field, value, field.name)
-        else:
-            value = _convert(field, value, field.name)
+                value = fit(field.target_field, value, field.name, model)
+        elif field.name not in CQRS_FIELDS:  # parsed by parse_revision / parse_updated
+            value = fit(field, value, field.name, model)
         result[key] = value
     required = [
         field.name
@@ -160,10 +185,83 @@ def _typed_fields(model: Any, mapped: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _convert(field: Any, value: Any, name: str) -> Any:
+def fit(field: Any, value: Any, name: str, model: Any) -> Any:
+    """`value` as `field` stores it, or BadData if that would change it.
+
+    Django's `to_python` converts generously: `int(3.9)` is 3, `str({...})` stores a dict's
+    repr, and the database then cuts or rounds what its column cannot hold (an over-long
+    string in a bulk statement, extra decimal places). Here a value is refused instead when
+    the conversion or the column would lose part of it. Conversions that keep the value
+    (5 to "5", "5" to 5, 3.0 to 3) are kept as django-cqrs made them. Only Django's own field
+    classes are checked; a field with its own `to_python` decides for itself.
+    """
     if value is None:
         return None
+    to_python = type(field).to_python
+    if isinstance(value, (dict, list)) and to_python in _SCALAR_TO_PYTHON:
+        raise BadData(
+            f"field {name!r}: a {type(value).__name__} does not fit {type(field).__name__} "
+            f"(got {value!r:.100})"
+        )
     try:
-        return field.to_python(value)
+        converted = field.to_python(value)
     except ValidationError as exc:
-        raise BadData(f"field {name!r}: {'; '.join(exc.messages)} (got {value!r})") from None
+        raise BadData(f"field {name!r}: {'; '.join(exc.messages)} (got {value!r:.100})") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:  # int(inf), float(10**400), ...
+        raise BadData(f"field {name!r}: {exc} (got {value!r:.100})") from None
+    problem = _loss(field, to_python, value, converted, model)
+    if problem:
+        raise BadData(f"field {name!r}: {problem} (got {value!r:.100})")
+    return converted
+
+
+def _loss(field: Any, to_python: Any, value: Any, converted: Any, model: Any) -> str | None:
+    """What storing `converted` in `field`'s column would lose of `value`, or None."""
+    if to_python is models.CharField.to_python:
+        limit = field.max_length
+        if limit is not None and isinstance(converted, str) and len(converted) > limit:
+            return f"{len(converted)} characters, the column holds {limit}"
+    elif to_python is models.IntegerField.to_python:
+        if isinstance(value, (float, decimal.Decimal)) and converted != value:
+            return "not a whole number"
+        low, high = _integer_range(field, model)
+        if (low is not None and converted < low) or (high is not None and converted > high):
+            return f"out of the column's range {low}..{high}"
+    elif to_python is models.DecimalField.to_python and field.max_digits is not None:
+        try:
+            DecimalValidator(field.max_digits, field.decimal_places)(converted.normalize())
+        except ValidationError as exc:
+            return "; ".join(exc.messages)
+    return None
+
+
+def _integer_range(field: Any, model: Any) -> tuple[int | None, int | None]:
+    """The range Django declares for the field's column on the model's database.
+
+    The declared table, not `integer_field_range()`: SQLite's method answers 64 bits for every
+    field (it stores anything), which would let tests on SQLite accept what PostgreSQL and
+    MySQL refuse.
+    """
+    ops = connections[router.db_for_write(model)].ops
+    return getattr(ops, "integer_field_ranges", {}).get(field.get_internal_type(), (None, None))
+
+
+_SCALAR_TO_PYTHON = frozenset(
+    cls.to_python
+    for cls in (
+        models.CharField,
+        models.TextField,
+        models.IntegerField,
+        models.FloatField,
+        models.DecimalField,
+        models.BooleanField,
+        models.DateField,
+        models.DateTimeField,
+        models.TimeField,
+        models.DurationField,
+        models.UUIDField,
+        models.GenericIPAddressField,
+    )
+)
+"""`to_python` of Django's fields of one plain value: they would store a dict or list as its
+repr (or fail in odd ways), never as the structure the master sent."""

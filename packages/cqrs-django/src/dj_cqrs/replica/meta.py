@@ -10,12 +10,21 @@ from dj_cqrs.registries import ReplicaRegistry
 
 
 class ReplicaMeta(ModelBase):
-    """Metaclass of `ReplicaMixin`: every concrete, non-proxy subclass is registered by CQRS_ID."""
+    """Metaclass of `ReplicaMixin`: every concrete, non-proxy subclass is registered by CQRS_ID.
+
+    An abstract model is registered too when it declares a CQRS_ID and
+    `CQRS_NO_DB_OPERATIONS = True`: it has no table and handles events in its own hooks
+    (django-cqrs registered such models; an abstract base without that flag is a template).
+    """
 
     def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any], **kwargs: Any):  # type: ignore[no-untyped-def]
         cls = super().__new__(mcs, name, bases, attrs, **kwargs)
         meta = getattr(cls, "_meta", None)
-        if meta is not None and not meta.abstract and not meta.proxy:
+        if meta is None or meta.proxy:
+            return cls
+        if not meta.abstract or (
+            "CQRS_ID" in attrs and getattr(cls, "CQRS_NO_DB_OPERATIONS", False) is True
+        ):
             ReplicaMeta.register(cls)
         return cls
 
@@ -24,6 +33,8 @@ class ReplicaMeta(ModelBase):
         """Register `model_cls` (also usable for proxies or classes built another way).
 
         Raises:
-            ConfigurationError: no CQRS_ID, or another replica model already uses it.
+            ConfigurationError: no CQRS_ID.
+            DuplicateCQRSId: another replica model already uses it (also an AssertionError,
+                as django-cqrs raised).
         """
         ReplicaRegistry.register_model(model_cls)

@@ -11,6 +11,7 @@ from django.db import models
 from cqrs_core.options import CommonOptions
 from cqrs_core.retry import RetryPolicy
 from dj_cqrs.registries import ReplicaRegistry
+from dj_cqrs.replica import errors
 from dj_cqrs.replica.manager import ReplicaManager
 from dj_cqrs.replica.mapping import BadData
 from dj_cqrs.replica.meta import ReplicaMeta
@@ -30,10 +31,11 @@ def _should_retry_cqrs(current_retry: int, exception: BaseException | None = Non
     """Whether a message that failed after `current_retry` retries may try again.
 
     By default: up to `CQRS['replica']['CQRS_MAX_RETRIES']` (30; None = forever). Data that
-    cannot fit the model (`BadData`) is never retried: it goes to the dead letters, from
-    which `cqrs_dead_letters retry` can replay it once the replica is fixed.
+    cannot fit the model (`BadData`, a database `DataError`) and a schema that lacks a table
+    or column (see `errors.Kind`) are never retried: they go to the dead letters, from which
+    `cqrs_dead_letters retry` can replay them once the replica is fixed.
     """
-    if isinstance(exception, BadData):
+    if isinstance(exception, BadData) or errors.never_retried(exception):
         return False
     return retry_policy().should_retry(current_retry)
 
@@ -92,7 +94,9 @@ class ReplicaMixin(models.Model, metaclass=ReplicaMeta):
         Must not be overridden, or the revision and tombstone checks must be redone.
 
         Returns:
-            The model instance (a truthy `Skipped` when the row was deleted after the event).
+            The model instance (a truthy `Skipped` when the row was deleted after the event),
+            or None when the data does not fit the model or the database failed (logged, as
+            in django-cqrs; the consumer gets the error itself, see `replica.errors`).
         """
         if cls.CQRS_NO_DB_OPERATIONS:
             raise NotImplementedError(
@@ -126,7 +130,10 @@ class ReplicaMixin(models.Model, metaclass=ReplicaMeta):
 
     @classmethod
     def cqrs_delete(cls, master_data: Mapping[str, Any], meta: Any = None) -> bool:
-        """Delete the instance (leaving a tombstone); True even if there was nothing to delete."""
+        """Delete the instance (leaving a tombstone); True even if there was nothing to delete.
+
+        False (logged) when the data lacks the primary key or the database failed.
+        """
         if cls.CQRS_NO_DB_OPERATIONS:
             raise NotImplementedError(
                 f"{cls.__name__} sets CQRS_NO_DB_OPERATIONS; "

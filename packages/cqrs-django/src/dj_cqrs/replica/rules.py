@@ -62,6 +62,14 @@ def save_verdict(*, stored: int, incoming: int, sync: bool) -> Verdict:
     return Verdict.APPLY
 
 
+SUSPICIOUS_JUMP = 100_000
+"""A SAVE this many revisions ahead of the stored row is applied (lost events are possible:
+filtered ones, a purged queue), but logged as an error: a revision from a broken master pins
+the row (every real update after it looks out of order) and only a SYNC repairs it. Revisions
+are not refused for their size alone: 3.x applies every gap, and only the master knows its
+row. A revision the column cannot hold (see `mapping.REVISION_MAX`) is refused."""
+
+
 def log_verdict(verdict: Verdict, cqrs_id: str, pk: Any, *, stored: int, incoming: int) -> None:
     """Log a verdict that is not a plain APPLY, in django-cqrs's words and levels."""
     if verdict is Verdict.DUPLICATE:
@@ -74,6 +82,17 @@ def log_verdict(verdict: Verdict, cqrs_id: str, pk: Any, *, stored: int, incomin
             pk,
             incoming,
             stored,
+            cqrs_id,
+        )
+    elif verdict is Verdict.APPLY_AFTER_GAP and incoming - stored > SUSPICIOUS_JUMP:
+        logger.error(
+            "Lost or filtered out %s CQRS packages: pk = %s, cqrs_revision = %s (%s). A jump "
+            "this large is more likely a bad revision than lost events: until a revision above "
+            "it arrives, later SAVEs of this row are skipped as out of order; if the master's "
+            "row is not at that revision, repair it with cqrs_sync (a SYNC is always applied).",
+            incoming - stored - 1,
+            pk,
+            incoming,
             cqrs_id,
         )
     elif verdict is Verdict.APPLY_AFTER_GAP:

@@ -35,15 +35,41 @@ def upsert(
     manager = model._base_manager.db_manager(using)
     if features.supports_update_conflicts_with_target:
         manager.bulk_create(objs, update_conflicts=True, unique_fields=unique, update_fields=fields)
-    elif features.supports_update_conflicts:  # MySQL/MariaDB: ON DUPLICATE KEY UPDATE
+    elif features.supports_update_conflicts and only_unique_key(model, unique):
+        # MySQL/MariaDB: ON DUPLICATE KEY UPDATE, which has no conflict target.
         manager.bulk_create(objs, update_conflicts=True, update_fields=fields)
     else:
+        # An INSERT that meets another unique key fails (and the caller retries per message)
+        # instead of updating the row that holds that key.
         new = [obj for obj in objs if obj._state.adding]
         old = [obj for obj in objs if not obj._state.adding]
         if new:
             manager.bulk_create(new)
         if old:
             manager.bulk_update(old, fields)
+
+
+def only_unique_key(model: Any, unique: list[str]) -> bool:
+    """True if a row of `model` can clash with another one on the `unique` columns only.
+
+    MySQL's ON DUPLICATE KEY UPDATE fires on whichever unique key a row hits first: an event
+    for a new pk whose other unique column equals a stored row's would overwrite that row.
+    An auto-increment primary key outside `unique` cannot clash: new rows leave it to the
+    database and stored rows carry their own.
+    """
+    meta = model._meta
+    wanted = {meta.get_field(name).column for name in unique}
+    keys: list[set[str]] = [{field.column} for field in meta.concrete_fields if field.unique]
+    keys += [{meta.get_field(name).column for name in names} for names in meta.unique_together]
+    for constraint in meta.total_unique_constraints:
+        keys.append({meta.get_field(name).column for name in constraint.fields})
+    for constraint in meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint) and (
+            constraint.expressions or constraint.condition is not None
+        ):
+            return False  # not all databases enforce these; do not guess
+    auto_pk = {meta.pk.column} if meta.pk.db_returning and meta.pk.name not in unique else None
+    return all(key == wanted or key == auto_pk for key in keys)
 
 
 def _upsert_postgresql(
@@ -143,4 +169,21 @@ def array_type(field: Any, connection: Any) -> str | None:
     db_type = field.cast_db_type(connection)
     if not db_type or "[" in db_type:
         return None  # no column type, or already an array (unnest would flatten it)
+    base, bounded, _ = db_type.partition("(")
+    if bounded and base.strip() in _UNBOUNDED:
+        # An explicit cast to varchar(n) cuts longer strings and one to numeric(p, s) rounds;
+        # cast to the unbounded type and let the column's assignment reject what it cannot
+        # hold, as an INSERT of the single value does.
+        db_type = _UNBOUNDED[base.strip()]
     return f"{db_type}[]"
+
+
+_UNBOUNDED = {
+    "varchar": "varchar",
+    "character varying": "varchar",
+    "char": "bpchar",
+    "character": "bpchar",
+    "numeric": "numeric",
+    "decimal": "numeric",
+}
+"""PostgreSQL types whose length or precision modifier a cast would enforce by truncating."""

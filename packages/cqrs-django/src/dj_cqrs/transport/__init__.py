@@ -1,15 +1,18 @@
 """Class-level transport API of django-cqrs (`RabbitMQTransport.produce(payload)`...).
 
 These classes are thin facades: the work is done by the cqrs-core plugin instance that
-`dj_cqrs.conf.get_transport()` builds from `settings.CQRS`. Importing this module imports no
-broker client library.
+`dj_cqrs.conf.get_transport()` builds from `settings.CQRS`. `BaseTransport` is the 3.x base
+class that in-house transports and test doubles subclass (see `dj_cqrs.transport.base`), and
+`current_transport` is the class `CQRS['transport']` selects, resolved when read. Importing this
+module imports no broker client library.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from cqrs_core.payload import TransportPayload
+from dj_cqrs.transport.base import BaseTransport
 
 __all__ = [
     "BaseTransport",
@@ -17,18 +20,18 @@ __all__ = [
     "KombuTransport",
     "MemoryTransport",
     "RabbitMQTransport",
+    "TransportFacade",
+    "current_transport",
 ]
 
 
-class BaseTransport:
-    """Facade over the transport configured in `CQRS['transport']`.
+class TransportFacade(BaseTransport):
+    """Facade over the cqrs-core transport configured in `CQRS['transport']`.
 
-    Subclasses bind a transport name, so `CQRS = {'transport': 'dj_cqrs.transport.RabbitMQTransport'}`
-    keeps working and selects the `rabbitmq` plugin.
+    Subclasses bind a transport name (`transport_name`), so
+    `CQRS = {'transport': 'dj_cqrs.transport.RabbitMQTransport'}` keeps working and selects the
+    `rabbitmq` plugin. Whichever facade is called, the configured transport does the work.
     """
-
-    transport_name: ClassVar[str | None] = None
-    """Entry-point name of the cqrs-core transport this facade stands for (None: the configured one)."""
 
     @classmethod
     def produce(cls, payload: TransportPayload) -> None:
@@ -56,25 +59,34 @@ class BaseTransport:
         reset_transport()
 
 
-class RabbitMQTransport(BaseTransport):
+class RabbitMQTransport(TransportFacade):
     """RabbitMQ over pika (`pip install "cqrs-django[rabbitmq]"`)."""
 
     transport_name = "rabbitmq"
 
 
-class KombuTransport(BaseTransport):
+class KombuTransport(TransportFacade):
     """Any kombu broker URL (`pip install "cqrs-django[kombu]"`)."""
 
     transport_name = "kombu"
 
 
-class KafkaTransport(BaseTransport):
+class KafkaTransport(TransportFacade):
     """Apache Kafka over confluent-kafka (`pip install "cqrs-django[kafka]"`)."""
 
     transport_name = "kafka"
 
 
-class MemoryTransport(BaseTransport):
+class MemoryTransport(TransportFacade):
     """In-process broker of cqrs-core, for tests."""
 
     transport_name = "memory"
+
+
+def __getattr__(name: str) -> Any:
+    # `current_transport` (django-cqrs 3.x) is resolved on access, never at import time.
+    if name == "current_transport":
+        from dj_cqrs.conf import current_transport_class
+
+        return current_transport_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

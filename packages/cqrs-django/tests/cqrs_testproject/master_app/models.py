@@ -1,7 +1,8 @@
 """Master models of the test project; their shapes follow the golden captures of upstream 3.1.0.
 
 CQRS_IDs: `author`, `product`, `voucher`, `order`, `ticket`, `job` (+ `product_proxy` for the
-explicitly registered proxy, and `untracked_note`/`filtered_item` for option tests).
+explicitly registered proxy, and `untracked_note`/`filtered_item` for option tests;
+`tracked_all`/`tracked_listed` and the django-mptt `mptt_node` for the 3.x structure tests).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import uuid
 from typing import Any
 
 from django.db import models
+from mptt.models import MPTTModel, TreeForeignKey
 
-from dj_cqrs.mixins import MasterMixin
+from dj_cqrs.metas import MasterMeta
+from dj_cqrs.mixins import MasterMixin, RawMasterMixin
 
 
 class Author(MasterMixin):
@@ -148,3 +151,54 @@ class Tally(MasterMixin):
     name = models.CharField(max_length=100)
     value = models.IntegerField(default=0)
     fail_times = models.IntegerField(default=0)
+
+
+class Shelf(models.Model):  # noqa: DJ008
+    """Not a CQRS model: the foreign key of the tracked-fields models below."""
+
+    name = models.CharField(max_length=50)
+
+
+class TrackedAll(MasterMixin):
+    """CQRS_TRACKED_FIELDS = '__all__' (compared with TrackedListed, which lists every field)."""
+
+    CQRS_ID = "tracked_all"
+    CQRS_TRACKED_FIELDS = "__all__"
+
+    title = models.CharField(max_length=100)
+    day = models.DateField(null=True, blank=True)
+    shelf = models.ForeignKey(Shelf, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+
+
+class TrackedListed(MasterMixin):
+    """The same fields as TrackedAll, every one of them listed in CQRS_TRACKED_FIELDS."""
+
+    CQRS_ID = "tracked_listed"
+    CQRS_TRACKED_FIELDS = ("id", "title", "day", "shelf", "note", "cqrs_revision", "cqrs_updated")
+
+    title = models.CharField(max_length=100)
+    day = models.DateField(null=True, blank=True)
+    shelf = models.ForeignKey(Shelf, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+
+
+class Node(MPTTModel, RawMasterMixin):
+    """Diamond inheritance with django-mptt's metaclass: registered by `MasterMeta.register`."""
+
+    CQRS_ID = "mptt_node"
+    CQRS_TRACKED_FIELDS = ("name", "parent")
+
+    name = models.CharField(max_length=50, unique=True)
+    parent = TreeForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+
+    class MPTTMeta:
+        order_insertion_by = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+MasterMeta.register(Node)

@@ -284,3 +284,50 @@ class StampedRef(ReplicaMixin):
     id = models.IntegerField(primary_key=True)
     name = models.CharField(max_length=100)
     stamped_at = models.DateTimeField(null=True, **STAMP_DEFAULT)
+
+
+class _KwargsHooks(ReplicaMixin):
+    """Hooks overridden with `**kwargs` signatures, as django-cqrs projects write them; each
+    records the keywords it was given (in `calls` of the concrete class)."""
+
+    calls: ClassVar[list[tuple[str, Any, dict[str, Any]]]]
+
+    id = models.IntegerField(primary_key=True)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def cqrs_save(cls, master_data, **kwargs):  # type: ignore[no-untyped-def]
+        cls.calls.append(("save", master_data["id"], kwargs))
+        return super().cqrs_save(master_data, **kwargs)
+
+    @classmethod
+    def cqrs_create(cls, sync, mapped_data, **kwargs):  # type: ignore[no-untyped-def]
+        cls.calls.append(("create", sync, kwargs))
+        return super().cqrs_create(sync, mapped_data, **kwargs)
+
+    def cqrs_update(self, sync, mapped_data, **kwargs):  # type: ignore[no-untyped-def]
+        type(self).calls.append(("update", sync, kwargs))
+        return super().cqrs_update(sync, mapped_data, **kwargs)
+
+    @classmethod
+    def cqrs_delete(cls, master_data, **kwargs):  # type: ignore[no-untyped-def]
+        cls.calls.append(("delete", master_data["id"], kwargs))
+        return super().cqrs_delete(master_data, **kwargs)
+
+
+class KwargsHooksRef(_KwargsHooks):
+    """`**kwargs` hooks without CQRS_META: they must never be given `meta`."""
+
+    CQRS_ID = "kwargs_hooks"
+    calls: ClassVar[list[tuple[str, Any, dict[str, Any]]]] = []
+
+
+class KwargsMetaRef(_KwargsHooks):
+    """`**kwargs` hooks with CQRS_META: `meta` comes as a keyword."""
+
+    CQRS_ID = "kwargs_meta"
+    CQRS_META = True
+    calls: ClassVar[list[tuple[str, Any, dict[str, Any]]]] = []

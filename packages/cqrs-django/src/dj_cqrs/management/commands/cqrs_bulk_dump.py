@@ -1,7 +1,9 @@
 """`manage.py cqrs_bulk_dump`: write master rows to a file that `cqrs_bulk_load` reads.
 
-Format: line 1 the CQRS_ID, then one JSON object per row (the master's `to_cqrs_dict()`),
-in primary-key order.
+Format (3.x's, byte for byte): line 1 the CQRS_ID, then `\n` and one JSON object per row (the
+master's `to_cqrs_dict()`), in primary-key order, without a final line end. Messages go to
+stderr as in 3.x (`Processing N records with batch size B` with --progress, `Dump record failed
+for pk=...`, the `Done!` block).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ class Command(DataCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        self.add_cqrs_id(parser, "CQRS_ID of the master model to dump.")
+        # 3.x spells the short form -c here (-cid in the other commands): accept both.
+        parser.add_argument(
+            "--cqrs-id",
+            "-c",
+            "-cid",
+            dest="cqrs_id",
+            required=True,
+            help="CQRS_ID of the master model to dump.",
+        )
         parser.add_argument(
             "--output",
             "-o",
@@ -46,9 +56,11 @@ class Command(DataCommand):
         output = options["output"] or f"{model.CQRS_ID}.dump"
         to_stdout = output == "-"
         if not to_stdout and os.path.exists(output) and not options["force"]:
-            raise CommandError(f"{output!r} exists; give --force to overwrite it.")
+            raise CommandError(f"File {output} exists!\nGive --force to overwrite it.")
 
         total = queryset.count() if options["progress"] else None
+        if total is not None:
+            self.stderr.write(f"Processing {total} records with batch size {batch}")
         progress = self.progress(options, total, f"{model.CQRS_ID}: dumped")
         partial = f"{output}.partial"
         stream: IO[str]
@@ -61,7 +73,7 @@ class Command(DataCommand):
                 raise CommandError(f"Cannot write {partial!r}: {exc.strerror or exc}.") from None
         written = failed = 0
         try:
-            stream.write(model.CQRS_ID + "\n")
+            stream.write(model.CQRS_ID)
             for instances in instance_batches(queryset, batch):
                 lines = []
                 batch_failed = 0
@@ -71,11 +83,11 @@ class Command(DataCommand):
                     except Exception as exc:  # noqa: BLE001 (report the row, keep dumping)
                         batch_failed += 1
                         progress.note(
-                            f"{model.CQRS_ID} pk={instance.pk!r}: not dumped, "
+                            f"\nDump record failed for pk={instance.pk}: "
                             f"{type(exc).__name__}: {exc}"
                         )
                 if lines:
-                    stream.write("\n".join(lines) + "\n")
+                    stream.write("".join("\n" + line for line in lines))
                 written += len(lines)
                 failed += batch_failed
                 progress.advance(len(instances), failed=batch_failed)
@@ -89,9 +101,9 @@ class Command(DataCommand):
             stream.close()
             os.replace(partial, output)  # readers never see a half-written dump
         progress.finish()
-        where = "stdout" if to_stdout else repr(output)
+        processed = written + failed
         self.stderr.write(
-            f"{model.CQRS_ID}: {written} row(s) dumped to {where}.", self.style.SUCCESS
+            f"Done!\n{written} instance(s) saved.\n{processed} instance(s) processed."
         )
         if failed:
             raise CommandError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import time
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cqrs_core.exceptions import CQRSError
 from dj_cqrs.consumer import resolve_cqrs_ids
+from dj_cqrs.replica.worker import Supervisor
 
 
 def _seconds(value: str) -> float:
@@ -90,14 +93,19 @@ class Command(BaseCommand):
         workers = options["workers"]
         if workers < 1:
             raise CommandError("--workers must be at least 1.")
+        from dj_cqrs import conf
+
         try:
             cqrs_ids = resolve_cqrs_ids(options["cqrs_ids"])
-            from dj_cqrs.conf import transport_class
-
-            transport_class()
+            legacy = conf.legacy_transport_class()
+            if legacy is None:
+                conf.transport_class()
         except (CQRSError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
-        from dj_cqrs.replica.worker import Supervisor, run_worker
+        if legacy is not None:
+            self._consume_legacy(legacy, cqrs_ids, options)
+            return
+        from dj_cqrs.replica.worker import run_worker
 
         if workers == 1 and not options["reload"]:
             run_worker(
@@ -131,3 +139,68 @@ class Command(BaseCommand):
                 "Some workers did not finish within --shutdown-timeout and were killed; their "
                 "unacknowledged messages will be delivered again."
             )
+
+    def _consume_legacy(self, legacy: type, cqrs_ids: list[str], options: dict[str, Any]) -> None:
+        """A 3.x-style transport class consumes by itself: `consume(cqrs_ids=...)` per worker.
+
+        As in 3.x, `cqrs_ids` is passed only when `--cqrs-id` was given; with -w N or --reload,
+        each worker process calls it (the supervisor restarts workers that exit).
+        """
+        if options["liveness_file"] or options["readiness_file"]:
+            raise CommandError(
+                f"--liveness-file and --readiness-file need a cqrs-core transport; "
+                f"CQRS['transport'] is the 3.x-style class {legacy.__qualname__}."
+            )
+        kwargs: dict[str, Any] = {}
+        if options["cqrs_ids"]:
+            kwargs["cqrs_ids"] = set(cqrs_ids)
+        if options["workers"] == 1 and not options["reload"]:
+            legacy.consume(**kwargs)  # type: ignore[attr-defined]
+            return
+        settings_module = getattr(settings, "SETTINGS_MODULE", None)
+        if not settings_module:
+            raise CommandError(
+                "Worker processes need DJANGO_SETTINGS_MODULE (settings.configure() cannot be "
+                "passed to them); run with -w 1 or set the environment variable."
+            )
+        _LegacySupervisor(
+            kwargs,
+            cqrs_ids,
+            workers=options["workers"],
+            settings_module=settings_module,
+            shutdown_timeout=options["shutdown_timeout"],
+            sigkill_timeout=options["sigkill_timeout"],
+            reload=options["reload"],
+            ignore_paths=[p.strip() for p in options["ignore_paths"].split(",")],
+            out=self.stdout,
+        ).run()
+
+
+def legacy_worker_main(settings_module: str, consume_kwargs: dict[str, Any]) -> None:
+    """Entry point of a spawned worker process for a 3.x-style transport class."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    import django
+
+    django.setup()
+    from dj_cqrs.transport import current_transport
+
+    current_transport.consume(**consume_kwargs)
+
+
+class _LegacySupervisor(Supervisor):
+    """The supervisor of `cqrs_consume -w N`, starting workers that run the 3.x-style class."""
+
+    def __init__(self, consume_kwargs: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.consume_kwargs = consume_kwargs
+
+    def _start(self, slot: Any) -> None:
+        slot.heartbeat = None  # the class knows nothing of probes
+        slot.seen_ticks = 0
+        slot.process = self.context.Process(
+            target=legacy_worker_main,
+            args=(self.settings_module, self.consume_kwargs),
+            name=f"cqrs-worker-{slot.number}",
+        )
+        slot.process.start()
+        slot.started = time.monotonic()

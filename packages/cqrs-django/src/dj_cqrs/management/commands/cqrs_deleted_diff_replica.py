@@ -3,7 +3,9 @@
     manage.py cqrs_deleted_diff_replica --cqrs-id ID | manage.py cqrs_deleted_diff_master \
         | manage.py cqrs_deleted_sync_replica
 
-Prints line 1 the CQRS_ID, then one JSON list of replica primary keys per batch.
+Prints line 1 `CQRS_ID,timestamp` (as 3.x), then one JSON list of replica primary keys per
+batch. When no row matches it prints `No objects found for filter!` on stderr and nothing on
+stdout, as 3.x does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import CommandParser
+from django.utils import timezone
 
 from dj_cqrs.management._base import DataCommand
 from dj_cqrs.management._batching import value_batches
@@ -21,7 +24,7 @@ from dj_cqrs.master.serialization import wire_pk
 
 class Command(DataCommand):
     help = (
-        "Print the primary keys of replica rows (line 1: the CQRS_ID; then JSON lists) for "
+        "Print the primary keys of replica rows (line 1: CQRS_ID,timestamp; then JSON lists) for "
         "cqrs_deleted_diff_master."
     )
 
@@ -34,8 +37,11 @@ class Command(DataCommand):
         model = replica_model(options["cqrs_id"], needs_table=True)
         batch = self.batch_size(options)
         queryset = filtered(model._default_manager.all(), parse_filter(options["filter"]))
+        if not queryset.exists():
+            self.stderr.write("No objects found for filter!")
+            return
         out = self.stdout
-        out.write(model.CQRS_ID)
+        out.write(f"{model.CQRS_ID},{timezone.now()}")
         for rows in value_batches(queryset, [], batch):
             out.write(dumps([wire_pk(row[0]) for row in rows]))
             out.flush()

@@ -2,7 +2,8 @@
 
 Reads `cqrs_deleted_diff_master` output on stdin and deletes the listed replica rows through
 the model's `cqrs_delete`, as if their DELETE events had arrived: a tombstone is kept, so a
-late SAVE of a deleted row cannot bring it back.
+late SAVE of a deleted row cannot bring it back. Like 3.x it prints nothing on stdout; the
+count and failed rows go to stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.utils import timezone
 from dj_cqrs.management._base import DataCommand
 from dj_cqrs.management._batching import values_by_pk
 from dj_cqrs.management._filters import replica_model
-from dj_cqrs.management._pipes import input_stream, pk_lists, read_header, to_pk
+from dj_cqrs.management._pipes import header_cqrs_id, input_stream, pk_lists, read_header, to_pk
 from dj_cqrs.master.serialization import wire_pk
 
 
@@ -31,7 +32,9 @@ class Command(DataCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         stream = input_stream(self, options)
-        cqrs_id = read_header(stream, "the CQRS_ID from cqrs_deleted_diff_master")
+        cqrs_id = header_cqrs_id(
+            read_header(stream, "'CQRS_ID,timestamp' from cqrs_deleted_diff_master")
+        )
         model = replica_model(cqrs_id, needs_table=True)
         using = router.db_for_write(model)
         rows = model._default_manager.using(using).all()
@@ -63,7 +66,7 @@ class Command(DataCommand):
                     else:
                         failed += 1
                         self.stderr.write(f"{cqrs_id} pk={key!r} not deleted: {reason}")
-        self.stdout.write(f"{cqrs_id}: {deleted} replica row(s) deleted.")
+        self.stderr.write(f"{cqrs_id}: {deleted} replica row(s) deleted.")
         if failed:
             raise CommandError(
                 f"{failed} row(s) of {cqrs_id!r} could not be deleted (reported above)."

@@ -1,4 +1,9 @@
-"""`manage.py cqrs_sync`: re-send master rows to replicas as SYNC events (the repair path)."""
+"""`manage.py cqrs_sync`: re-send master rows to replicas as SYNC events (the repair path).
+
+stdout carries 3.x's lines (`No objects found for filter!`, `Processing N records with batch
+size B`, `Sync record failed for pk=...`, the `Done!` block); our summary and the progress bar
+go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from django.core.management.base import CommandParser
 from dj_cqrs.management._base import DataCommand
 from dj_cqrs.management._batching import instance_batches
 from dj_cqrs.management._filters import filtered, master_model, parse_filter
-from dj_cqrs.management._sync import Syncer, check_produces
+from dj_cqrs.management._sync import Syncer, check_produces, done_block
 
 
 class Command(DataCommand):
@@ -38,11 +43,17 @@ class Command(DataCommand):
         lookups = parse_filter(options["filter"])
         queryset = filtered(model.relate_cqrs_serialization(model._default_manager.all()), lookups)
         self.check_transport()
-        total = queryset.count() if options["progress"] else None
+        total = queryset.count()
+        if not total:
+            self.stdout.write("No objects found for filter!")
+            return
+        if options["progress"]:
+            self.stdout.write(f"Processing {total} records with batch size {batch}")
         progress = self.progress(options, total, f"{model.CQRS_ID}: synced")
-        syncer = Syncer(model, options["queue"], progress)
+        syncer = Syncer(model, options["queue"], progress, self.stdout)
         for instances in instance_batches(queryset, batch):
             syncer.send(instances)
         progress.finish()
-        self.stdout.write(syncer.summary())
+        self.stdout.write(done_block(syncer.counts.sent, syncer.counts.processed))
+        self.stderr.write(syncer.summary())
         syncer.raise_if_failed()

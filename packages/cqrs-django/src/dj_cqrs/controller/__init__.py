@@ -1,0 +1,3 @@
+"""django-cqrs 3.x controllers: `producer.produce(payload)` and `consumer.consume(payload)`."""
+
+from __future__ import annotations
