@@ -25,7 +25,11 @@ class TemplateTransport(BaseTransport):
 
     name: ClassVar[str] = "TEMPLATE"
     api_version: ClassVar[int] = 1
-    """The cqrs-core transport API this class implements (`cqrs_core.transports.TRANSPORT_API_VERSION`)."""
+    """The transport API version this class was written and tested against, as a literal.
+
+    Not the constant `TRANSPORT_API_VERSION`: that would follow cqrs-core upgrades the class was
+    never tested with. Discovery refuses a class whose version differs from cqrs-core's.
+    """
     capabilities = frozenset(
         # Claim only what the broker really guarantees; the conformance suite tests each claim.
         {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
@@ -53,37 +57,43 @@ class TemplateTransport(BaseTransport):
         """Create the replica's queue/subscription for `cqrs_ids` (idempotent)."""
         self.common.require_queue()
 
-    def consume(
+    def _consume(
         self,
         handler: Handler,
         *,
-        cqrs_ids: Collection[str],
-        on_ready: Callable[[], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
     ) -> None:
-        self._check_open()
-        ids = frozenset(cqrs_ids)
-        self.declare(ids)
-        self._stopping.clear()
+        """Runs in the consuming thread; `consume()` has checked the transport is open and
+        `CQRS['queue']` is set. Return once `self.stopping` (set by `stop()` from another thread);
+        wait on the broker with timeouts of a second at most so that is noticed."""
+        self.declare(cqrs_ids)
         if on_ready is not None:
             on_ready()
         while not self.stopping:
-            raw: list[Any] = []  # up to self.common.batch_size messages, waiting batch_timeout
+            # Up to self.common.batch_size messages, at most self.common.prefetch_count taken
+            # unsettled, waiting self.common.batch_timeout for a batch to fill.
+            raw: list[Any] = []
+            # queue=: the target queue learnt with cqrs_core.routing.target_queue(key, cqrs_id).
             inbound = [Inbound(body, queue=None, token=body) for body in raw]
             if inbound:
-                self._settle(self.dispatch(handler, inbound, cqrs_ids=ids))
+                self._settle(self.dispatch(handler, inbound, cqrs_ids=cqrs_ids))
             if on_tick is not None:
                 on_tick()  # at least once a second while idle
-            raise NotImplementedError("TemplateTransport.consume is not implemented yet")
+            raise NotImplementedError("TemplateTransport._consume is not implemented yet")
 
     def _settle(self, settled: list[Settled]) -> None:
         """Acknowledge each message according to its outcome, never before it is safe."""
         for item in settled:
             kind = item.outcome.kind
             if kind is OutcomeKind.RETRY:
-                _retry = self.retry_message(item)  # store it (delay: item.outcome.delay) ...
+                # Store it aimed at cqrs_core.routing.message_key(_retry.cqrs_id, _retry.queue),
+                # not to be applied before _retry.due (epoch s; _retry.delay s), with its headers.
+                _retry = self.retry_message(item)
             elif kind is OutcomeKind.DEAD:
-                _dead = self.dead_letter_message(item)  # store it in the dead-letter place ...
+                # Store it in the dead-letter place with _dead.headers (cqrs_core.wire rules).
+                _dead = self.dead_letter_message(item)
             elif kind is OutcomeKind.RELEASE:
                 pass  # give the message back to the queue for another consumer
             # ... then acknowledge item.message.token (APPLIED, SKIPPED, RETRY and DEAD alike).

@@ -28,12 +28,14 @@ def redis_client() -> Iterator[redis.Redis]:
 @pytest.fixture
 def stream_options(redis_client: redis.Redis) -> Iterator[dict[str, Any]]:
     """Options with a key prefix and queue of this test only; every key is deleted afterwards."""
-    prefix = unique_name("cqrs_rs")
+    prefix = unique_name("cqrs_rs")  # the key prefix follows the exchange
     yield {
         "url": REDIS_URL,
         "queue": unique_name("replica"),
-        "redis_streams": {"prefix": prefix, "claim_min_idle": 0.5, "block": 0.2},
+        "exchange": prefix,
+        "redis_streams": {"claim_min_idle": 0.5, "block": 0.2},
     }
-    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
+    for family in (prefix, f"{prefix}_other"):  # the conformance exchange test uses both
+        keys = list(redis_client.scan_iter(match=f"{family}:*", count=1000))
+        if keys:
+            redis_client.delete(*keys)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from cqrs_core import ConfigurationError, Outcome, PublishError, SignalType, codec
-from cqrs_core.testing._consuming import Recorder, consume_until
+from cqrs_core.testing.consuming import Recorder, consume_until
 from cqrs_core.testing.suite import CQRS_A, IDS, make_payload
 
 from cqrs_redis_streams import RedisStreamsTransport
@@ -48,7 +48,7 @@ def test_unreachable_redis_is_a_publish_error_that_says_what_to_check(tcp_proxy)
 
 
 def test_retry_is_stored_and_original_acked(stream_options, redis_client):
-    prefix, queue = stream_options["redis_streams"]["prefix"], stream_options["queue"]
+    prefix, queue = stream_options["exchange"], stream_options["queue"]
     with (
         RedisStreamsTransport(stream_options) as consumer,
         RedisStreamsTransport(stream_options) as producer,
@@ -73,7 +73,7 @@ def test_retry_is_stored_and_original_acked(stream_options, redis_client):
 
 
 def test_directed_sync_for_another_service_is_acked_not_applied(stream_options, redis_client):
-    prefix, queue = stream_options["redis_streams"]["prefix"], stream_options["queue"]
+    prefix, queue = stream_options["exchange"], stream_options["queue"]
     with (
         RedisStreamsTransport(stream_options) as consumer,
         RedisStreamsTransport(stream_options) as producer,
@@ -109,7 +109,7 @@ def test_consumers_of_one_group_share_the_work(stream_options):
 
 
 def test_close_leaves_the_group_only_when_nothing_is_pending(stream_options, redis_client):
-    prefix, queue = stream_options["redis_streams"]["prefix"], stream_options["queue"]
+    prefix, queue = stream_options["exchange"], stream_options["queue"]
     stream = f"{prefix}:{CQRS_A}"
     with RedisStreamsTransport(stream_options) as producer:
         producer.declare(IDS)
@@ -155,7 +155,7 @@ def test_released_entry_stays_pending_until_a_consumer_that_wants_it_reclaims_it
     stream_options, redis_client
 ):
     """An entry whose body names another CQRS_ID than its stream is not lost by a filtered one."""
-    prefix, queue = stream_options["redis_streams"]["prefix"], stream_options["queue"]
+    prefix, queue = stream_options["exchange"], stream_options["queue"]
     stream = f"{prefix}:{CQRS_A}"
     with RedisStreamsTransport(stream_options) as setup:
         setup.declare(IDS)

@@ -221,7 +221,7 @@ def test_third_party_dotted_path(plugin_module: str) -> None:
         ("Missing", "Cannot import transport"),
         ("NOT_A_CLASS", "which is not a cqrs_core BaseTransport subclass"),
         ("NotATransport", "which is not a cqrs_core BaseTransport subclass"),
-        ("Abstract", "is abstract; it must implement: _publish, consume."),
+        ("Abstract", "is abstract; it must implement: _consume, _publish."),
         (
             "Old",
             "implements transport API v0, but this cqrs-core speaks v1: upgrade the transport.",
@@ -254,7 +254,7 @@ def test_broken_dotted_path(spec: str) -> None:
 
 
 def test_base_class_itself_is_abstract() -> None:
-    with pytest.raises(TransportLoadError, match="abstract; it must implement: _close, _publish"):
+    with pytest.raises(TransportLoadError, match="abstract; it must implement: _close, _consume, _publish"):
         get_transport_class("cqrs_core.transports.base.BaseTransport")
 
 

@@ -32,6 +32,7 @@ class Tiny(BaseTransport):
     """Records what it publishes; consuming is driven by the tests through `dispatch`."""
 
     name = "tiny"
+    api_version = 1
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
@@ -41,13 +42,13 @@ class Tiny(BaseTransport):
     def _publish(self, messages: Sequence[Outgoing]) -> None:
         self.published.extend(messages)
 
-    def consume(
+    def _consume(
         self,
         handler: Handler,
         *,
-        cqrs_ids: Collection[str],
-        on_ready: Callable[[], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
     ) -> None:
         raise NotImplementedError
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cqrs_core.testing.suite import TransportConformance, unique_name
+from cqrs_core.testing.consuming import crash_in_process
+from cqrs_core.testing.suite import IDS, TransportConformance, unique_name
 from cqrs_core.transports.memory import MemoryBroker, MemoryTransport
 
 
@@ -18,3 +19,12 @@ class TestMemoryConformance(TransportConformance):
         broker = unique_name("broker")
         yield {"url": f"memory://{broker}", "queue": unique_name("replica")}
         MemoryBroker.drop(broker)
+
+    @pytest.fixture
+    def crash_consumer(self, transport_options):
+        # The broker lives in this process: a crash is a transport dropped without close().
+        def crash(**overrides):
+            options = {**transport_options, **overrides}
+            crash_in_process(lambda: MemoryTransport(options), cqrs_ids=IDS, timeout=15)
+
+        return crash

@@ -522,3 +522,20 @@ def test_sync_action_on_a_custom_site_with_actions_of_its_own() -> None:
     assert {"delete_selected", "sync_items"} <= set(actions)
     assert not site.is_registered(OutboxEvent)  # importing dj_cqrs.admin left it alone
     assert admin.site.is_registered(OutboxEvent)  # the default site has it (autodiscovery)
+
+
+def test_payload_built_by_hand_gets_the_correlation_id(settings: Any) -> None:
+    """As django-cqrs 3.x's constructor: no correlation_id given -> the configured function's."""
+    from dj_cqrs.constants import SignalType
+    from dj_cqrs.dataclasses import TransportPayload
+
+    settings.CQRS = {
+        **settings.CQRS,
+        "master": {"correlation_function": lambda *args: ":".join(map(str, args))},
+    }
+    payload = TransportPayload(SignalType.DELETE, "author", {"id": 1}, 1)
+    assert payload.correlation_id == "DELETE:author:1:None"
+    given = TransportPayload(SignalType.SAVE, "author", {"id": 1}, 1, correlation_id="mine")
+    assert given.correlation_id == "mine"
+    settings.CQRS = {**settings.CQRS, "master": {"correlation_function": "no.such.function"}}
+    assert TransportPayload(SignalType.SAVE, "author", {"id": 1}, 1).correlation_id is None

@@ -105,6 +105,13 @@ def test_patched_produce_sees_every_payload_right_after_commit(recorder: Any) ->
     assert recorder.sent() == []  # nothing went around the patched function
 
 
+def test_patching_produce_through_the_signals_module_works_too(recorder: Any) -> None:
+    with mock.patch("dj_cqrs.signals.producer.produce") as produce:  # 3.x's import path
+        Author.objects.create(name="Ann")
+    assert produced(produce) == [("SAVE", "author", mock.ANY)]
+    assert pending_rows() == 0
+
+
 def test_failing_produce_leaves_the_row_for_the_relay(recorder: Any) -> None:
     with mock.patch(PRODUCE, side_effect=RuntimeError("broker down")) as produce:
         author = Author.objects.create(name="Ann")  # must not raise

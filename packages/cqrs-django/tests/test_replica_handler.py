@@ -229,16 +229,17 @@ class Sleeper(RawReplicaMixin):
 
     @classmethod
     def cqrs_save(cls, master_data, previous_data=None, sync=False, meta=None):  # type: ignore[no-untyped-def]
+        sleep = "SLEEP(2)" if connection.vendor == "mysql" else "pg_sleep(2)"
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_sleep(2)")
+            cursor.execute(f"SELECT {sleep}")
         return True
 
 
 @pytest.mark.django_db(transaction=True)
 def test_query_timeout_fails_that_message_only(settings: Any) -> None:
-    if connection.vendor != "postgresql":
+    if connection.vendor not in ("postgresql", "mysql"):
         _replicas.unregister("test_sleeper")
-        pytest.skip("CQRS_QUERY_TIMEOUT is applied on PostgreSQL (run with CQRS_TEST_DB=postgres)")
+        pytest.skip("CQRS_QUERY_TIMEOUT is applied on PostgreSQL and MySQL/MariaDB")
     settings.CQRS = {**settings.CQRS, "replica": {"CQRS_QUERY_TIMEOUT": 100}}
     try:
         outcomes = make_handler()(
@@ -247,5 +248,15 @@ def test_query_timeout_fails_that_message_only(settings: Any) -> None:
     finally:
         _replicas.unregister("test_sleeper")
     assert kinds(outcomes) == ["retry", "applied"]
-    assert "statement timeout" in outcomes[0].reason
+    if connection.vendor == "postgresql":
+        assert "statement timeout" in outcomes[0].reason
+    else:
+        assert ("max_statement_time" if connection.mysql_is_mariadb else "execution time") in (
+            outcomes[0].reason
+        )
     assert Item.objects.filter(pk=1).exists()
+    if connection.vendor == "mysql":  # a session setting there: put back after the batch
+        variable = "max_statement_time" if connection.mysql_is_mariadb else "max_execution_time"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT @@session.{variable} = @@global.{variable}")
+            assert cursor.fetchone()[0] == 1

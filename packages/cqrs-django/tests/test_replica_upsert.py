@@ -30,7 +30,9 @@ def product(pk: int, **overrides: object) -> ProductRef:
         "stock": pk * 10,
         "price": Decimal("12.34"),
         "release_date": datetime.date(2026, 1, pk % 28 + 1),
-        "published_at": datetime.datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=datetime.timezone.utc),
+        "published_at": datetime.datetime(
+            2026, 2, 3, 4, 5, 6, 789000, tzinfo=datetime.timezone.utc
+        ),
         "is_active": pk % 2 == 0,
         "note": None,
         "external_uuid": uuid.UUID(int=pk),

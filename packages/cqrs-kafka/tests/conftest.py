@@ -34,13 +34,14 @@ def kafka_options(kafka_bootstrap: str, unique) -> Iterator[dict]:
     """Options with a topic prefix and group (queue) no other test uses; cleaned up after."""
     from cqrs_kafka.testing import FAST_CONSUMER, cleanup
 
-    prefix = unique("t") + "."
+    exchange = unique("t")
+    prefix = exchange + "."  # the topic prefix follows the exchange (the exchange test's too)
     queue = unique("replica")
     options = {
         "bootstrap_servers": kafka_bootstrap,
         "queue": queue,
+        "exchange": exchange,
         "kafka": {
-            "topic_prefix": prefix,
             "partitions": 2,
             "replication_factor": 1,
             "publish_timeout": 10,
@@ -50,3 +51,4 @@ def kafka_options(kafka_bootstrap: str, unique) -> Iterator[dict]:
     yield options
     groups = [queue, f"{queue}_other", f"{queue}.dead-letters"]
     cleanup(kafka_bootstrap, prefix, groups)
+    cleanup(kafka_bootstrap, f"{exchange}_other.", [f"{queue}_other"])

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cqrs_core.constants import SignalType
-from cqrs_core.testing._consuming import Recorder
+from cqrs_core.testing.consuming import Recorder
 from cqrs_core.testing.suite import make_payload
 from cqrs_kafka import KafkaTransport
 from cqrs_kafka.headers import QUEUE, SIGNAL
@@ -38,7 +38,7 @@ def test_record_layout_key_headers_and_topic(kafka_options):
         ]
     )
     producer.close()
-    topic = kafka_options["kafka"]["topic_prefix"] + CQRS_ID
+    topic = kafka_options["exchange"] + "." + CQRS_ID
     records = read_topic(kafka_options["bootstrap_servers"], topic, 2, 2)
     by_key = {m.key(): dict(m.headers()) for m in records}
     assert set(by_key) == {b"41", b"42"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_core.exceptions import PublishError
-from cqrs_core.testing._consuming import Recorder, consume_until
+from cqrs_core.testing.consuming import Recorder, consume_until
 from cqrs_core.testing.plugin import service_unavailable
 from cqrs_core.testing.proxy import TcpProxy
 from cqrs_core.testing.suite import make_payload

@@ -39,6 +39,8 @@ def backend_options(
         if kind == "amqp":
             options = {"url": amqp_url(port or AMQP_PORT)}
             cleanups.append(lambda: cleanup_amqp(exchange, queue_family(queue)))
+            # The conformance suite's exchange test uses `<exchange>_other` too.
+            cleanups.append(lambda: cleanup_amqp(f"{exchange}_other", []))
         elif kind == "redis":
             prefix = f"{unique_name('kr')}:"
             options = {

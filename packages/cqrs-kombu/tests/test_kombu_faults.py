@@ -20,7 +20,7 @@ import pytest
 
 from cqrs_core.exceptions import PublishError
 from cqrs_core.messages import Outcome
-from cqrs_core.testing._consuming import Recorder, consume_until
+from cqrs_core.testing.consuming import Recorder, consume_until
 from cqrs_core.testing.suite import IDS, make_payload
 from cqrs_kombu import KombuTransport
 from cqrs_kombu._testing import AMQP_HOST, AMQP_PORT, REDIS_DB, REDIS_HOST, REDIS_PORT

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 from cqrs_core.constants import SignalType
-from cqrs_core.testing._consuming import Recorder, consume_until
+from cqrs_core.testing.consuming import Recorder, consume_until
 from cqrs_core.testing.suite import IDS, make_payload
 from cqrs_kombu import KombuTransport
 
@@ -57,7 +57,7 @@ def test_two_consumer_processes_share_one_queue(tmp_path):
     worker = textwrap.dedent(
         """
         import sys, time
-        from cqrs_core.testing._consuming import Recorder, consume_until
+        from cqrs_core.testing.consuming import Recorder, consume_until
         from cqrs_core.testing.suite import IDS
         from cqrs_kombu import KombuTransport
         rec = Recorder()

@@ -16,7 +16,7 @@ import redis
 
 from cqrs_core import codec
 from cqrs_core.messages import Outcome
-from cqrs_core.testing._consuming import Recorder, consume_until
+from cqrs_core.testing.consuming import Recorder, consume_until
 from cqrs_kombu import KombuTransport
 from cqrs_kombu._testing import (
     AMQP_HOST,

@@ -27,4 +27,5 @@ class TestRabbitMQConformance(TransportConformance):
         }
         cleanup(queue=options["queue"], exchange=options["exchange"])
         cleanup(queue=f"{options['queue']}_other")  # used by the directed SYNC test
+        cleanup(exchange=f"{options['exchange']}_other")  # used by the exchange test
         return options

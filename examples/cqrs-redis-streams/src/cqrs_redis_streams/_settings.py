@@ -52,7 +52,9 @@ class StreamSettings:
             raise ConfigurationError(
                 f"CQRS['url'] must be a Redis URL such as 'redis://127.0.0.1:6379/0', got {url!r}."
             )
-        prefix = section.get("prefix", "cqrs")
+        # Keys follow CQRS['exchange'] (default "cqrs"), so services on different exchanges
+        # never share streams, as on RabbitMQ.
+        prefix = section.get("prefix", options.get("exchange") or "cqrs")
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError(f"CQRS[{SECTION!r}]['prefix'] must be a non-empty string.")
         block = _seconds(section, "block", 0.5)

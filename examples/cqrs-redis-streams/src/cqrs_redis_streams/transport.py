@@ -17,7 +17,6 @@ pending; another consumer of the group reclaims them (XAUTOCLAIM) once they have
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from cqrs_core import (
     TransportPayload,
     codec,
 )
+from cqrs_core import wire
 from cqrs_core.messages import Settled
 
 from cqrs_redis_streams import _scripts
@@ -70,6 +70,8 @@ class RedisStreamsTransport(BaseTransport):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self.settings = StreamSettings.from_options(self.options)
+        # Never more taken unsettled at once than the shared consumer_prefetch_count.
+        self._limit = min(self.common.batch_size, self.common.prefetch_count)
         self.consumer_name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         """This instance's name inside its consumer groups (unique per instance)."""
         self.redis = redis.Redis.from_url(
@@ -122,19 +124,17 @@ class RedisStreamsTransport(BaseTransport):
                     if "BUSYGROUP" not in str(exc):  # the group exists already: fine
                         raise
 
-    def consume(
+    def _consume(
         self,
         handler: Handler,
         *,
-        cqrs_ids: Collection[str],
-        on_ready: Callable[[], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
     ) -> None:
-        self._check_open()
         queue = self.common.require_queue()
-        ids = frozenset(cqrs_ids)
+        ids = cqrs_ids
         streams = sorted(self.settings.stream(cqrs_id) for cqrs_id in ids)
-        self._stopping.clear()
         self.declare(ids)
         self._joined.update(streams)
         if on_ready is not None:
@@ -156,8 +156,8 @@ class RedisStreamsTransport(BaseTransport):
                     next_claim = now + claim_every
                 if not batch:
                     batch = self._read(queue, streams)
-                for start in range(0, len(batch), self.common.batch_size):
-                    chunk = batch[start : start + self.common.batch_size]
+                for start in range(0, len(batch), self._limit):
+                    chunk = batch[start : start + self._limit]
                     self._settle(queue, self.dispatch(handler, chunk, cqrs_ids=ids))
                 failures = 0
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -185,7 +185,7 @@ class RedisStreamsTransport(BaseTransport):
             queue,
             self.consumer_name,
             dict.fromkeys(streams, ">"),  # type: ignore[arg-type]
-            count=self.common.batch_size,
+            count=self._limit,
             block=max(int(self.settings.block * 1000), 1),
         )
         items = response.items() if isinstance(response, dict) else (response or [])
@@ -202,7 +202,7 @@ class RedisStreamsTransport(BaseTransport):
         batch = []
         for stream, cursor in cursors.items():
             reply = self.redis.xautoclaim(
-                stream, queue, self.consumer_name, min_idle, cursor, count=self.common.batch_size
+                stream, queue, self.consumer_name, min_idle, cursor, count=self._limit
             )
             cursors[stream] = _text(reply[0])
             gone = []
@@ -265,15 +265,16 @@ class RedisStreamsTransport(BaseTransport):
                         "id": uuid.uuid4().hex,  # identical bodies must stay distinct members
                         "cqrs_id": retry.cqrs_id,
                         "body": retry.body.decode("utf-8"),
-                        "reason": item.outcome.reason[:1000],
+                        "reason": wire.header_reason(item.outcome.reason),
                     }
                 )
-                delay_ms = int((item.outcome.delay or 0) * 1000)
+                delay_ms = int((retry.delay or 0) * 1000)
                 self._schedule_retry(
                     keys=[self.settings.retries(queue)], args=[member, delay_ms], client=pipe
                 )
             elif kind is OutcomeKind.DEAD:
                 dead = self.dead_letter_message(item)
+                # A stream field can hold the full reason, line breaks and all (cqrs_core.wire).
                 fields = {"body": dead.body, "reason": item.outcome.reason, "cqrs_id": dead.cqrs_id}
                 pipe.xadd(self.settings.dead(queue), fields, minid=self._dead_minid())  # type: ignore[arg-type]
             acks.setdefault(stream, []).append(entry_id)
@@ -309,10 +310,9 @@ class RedisStreamsTransport(BaseTransport):
                 if not page:
                     break
                 for entry_id, fields in page:
-                    payload = _decoded(fields.get(b"body", b""))
+                    body, payload = codec.revive(fields.get(b"body", b""))
                     if payload is None:
                         continue  # it would only die again; purge_dead_letters removes it
-                    body = codec.encode(dataclasses.replace(payload, retries=0))
                     stream = self.settings.stream(payload.cqrs_id)
                     if self._revive_dead(keys=[dead, stream], args=[entry_id, body, queue]):
                         revived += 1

@@ -89,6 +89,11 @@ class Outgoing:
     """Target queue of a directed message (SYNC for one service, retry, dead letter)."""
     payload: TransportPayload | None = None
     headers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Copy these onto the broker's message (names and the reason rule: `cqrs_core.wire`)."""
+    delay: float | None = None
+    """A retry only: seconds it must wait before it is applied again."""
+    due: float | None = None
+    """A retry only: epoch seconds before which it must not be applied (`wire.due_at`)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

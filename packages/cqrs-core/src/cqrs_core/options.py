@@ -7,7 +7,8 @@ same dict elsewhere) and call `CommonOptions.from_mapping` for the keys all of t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import difflib
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from cqrs_core.constants import (
@@ -20,6 +21,174 @@ from cqrs_core.constants import (
     DEFAULT_RETRY_DELAY,
 )
 from cqrs_core.exceptions import ConfigurationError
+
+COMMON_KEYS: Mapping[str, frozenset[str]] = {
+    "": frozenset(
+        {
+            "transport",
+            "url",
+            "host",
+            "port",
+            "user",
+            "password",
+            "exchange",
+            "queue",
+            "consumer_prefetch_count",
+            "batch_size",
+            "batch_timeout",
+            "master",
+            "replica",
+        }
+    ),
+    "master": frozenset({"CQRS_MESSAGE_TTL"}),
+    "replica": frozenset(
+        {
+            "CQRS_MAX_RETRIES",
+            "CQRS_RETRY_DELAY",
+            "dead_letter_queue",
+            "dead_message_ttl",
+            "delay_queue_max_size",
+            "batch_size",
+            "batch_timeout",
+        }
+    ),
+}
+"""Keys of the `CQRS` mapping read by cqrs-core or shared by every transport, by section
+(`""`: top level, `"replica"`: `CQRS['replica']`). Frameworks and transports add their own;
+the union is what settings checks accept and what the settings reference documents."""
+
+UNKNOWN_KEY = "cqrs.E010"
+"""Check id of a key no one reads (usually a typo: the hint names the closest known key)."""
+INVALID_VALUE = "cqrs.E005"
+"""Check id of a key whose value cannot be used."""
+INVALID_URL = "cqrs.E011"
+"""Check id of a `url` without a scheme, or with one the transport does not speak."""
+NO_URL = "cqrs.W010"
+"""Check id of settings without any broker address (the transport falls back to localhost)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    """A mistake in the `CQRS` settings, found without connecting to anything.
+
+    Plain data so that cqrs-core and transports stay free of Django; dj_cqrs turns each one
+    into a system-check message with the same `id` (`manage.py check`).
+    """
+
+    id: str
+    """`cqrs.Exxx` (an error) or `cqrs.Wxxx` (a warning); see the ids above."""
+    message: str
+    hint: str = ""
+
+    @property
+    def is_warning(self) -> bool:
+        return self.id.startswith("cqrs.W")
+
+
+def setting_name(where: str, key: str | None = None) -> str:
+    """`CQRS['master']['outbox']` for `where="master.outbox"` (and `[key]` after it if given)."""
+    parts = [p for p in where.split(".") if p] + ([key] if key is not None else [])
+    return "CQRS" + "".join(f"[{p!r}]" for p in parts)
+
+
+def unknown_keys(
+    section: Mapping[str, Any], known: Collection[str], where: str = ""
+) -> list[Problem]:
+    """An `UNKNOWN_KEY` problem for every key of `section` outside `known`, with a did-you-mean.
+
+    Args:
+        section: The user's mapping (`CQRS`, or one of its sections).
+        known: Every key that something reads there.
+        where: The section as a dotted path (`""`, `"replica"`, `"master.outbox"`).
+    """
+    found: list[Problem] = []
+    by_lower = {k.lower(): k for k in known}
+    for key in section:
+        if not isinstance(key, str):
+            found.append(
+                Problem(UNKNOWN_KEY, f"{setting_name(where)} has a non-string key {key!r}.")
+            )
+            continue
+        if key in known:
+            continue
+        guess = by_lower.get(key.lower()) or _closest(key, known)
+        hint = f"Did you mean {guess!r}?" if guess else f"Known keys: {', '.join(sorted(known))}."
+        found.append(
+            Problem(
+                UNKNOWN_KEY,
+                f"{setting_name(where, key)} is not a known setting.",
+                hint,
+            )
+        )
+    return found
+
+
+LEGACY_ADDRESS_KEYS = ("host", "port", "user", "password")
+"""django-cqrs 1.x connection keys, read when `url` is not set."""
+
+
+def url_problems(
+    options: Mapping[str, Any],
+    schemes: Collection[str],
+    *,
+    transport: str,
+    example: str,
+    default: str | None = None,
+) -> list[Problem]:
+    """Check `CQRS['url']` against the schemes a transport speaks, without echoing secrets.
+
+    Args:
+        options: The `CQRS` mapping.
+        schemes: The URL schemes the transport accepts (lower case).
+        transport: Its name, for the messages.
+        example: A URL to show in hints.
+        default: Where the transport connects without `url` and the legacy keys (a warning:
+            fine for local development, rarely what production wants). None: nothing to check.
+    """
+    url = options.get("url")
+    if url is None or url == "":
+        if default is None or any(options.get(k) is not None for k in LEGACY_ADDRESS_KEYS):
+            return []
+        return [
+            Problem(
+                NO_URL,
+                f"CQRS['url'] is not set: the {transport} transport connects to {default}.",
+                f"Set the broker address, e.g. CQRS['url'] = {example!r}.",
+            )
+        ]
+    if not isinstance(url, str):
+        return [Problem(INVALID_VALUE, f"CQRS['url'] must be a string, got {type(url).__name__}.")]
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        head = url.split(":", 1)[0].split("/", 1)[0].lower()
+        guess = head if head in schemes else _closest(head, schemes)
+        return [
+            Problem(
+                INVALID_URL,
+                f"CQRS['url'] has no scheme (no '://'), so the {transport} transport cannot "
+                "read it.",
+                f"Write it as {guess}://..., e.g. {example!r}."
+                if guess
+                else f"Start it with one of {', '.join(sorted(schemes))}://, e.g. {example!r}.",
+            )
+        ]
+    if scheme.lower().split("+")[0] not in schemes:  # kombu's `sqla+postgresql://`
+        guess = _closest(scheme.lower(), schemes)
+        return [
+            Problem(
+                INVALID_URL,
+                f"CQRS['url'] uses the scheme {scheme!r}, which the {transport} transport does "
+                "not speak.",
+                (f"Did you mean {guess}://? " if guess else "")
+                + f"Schemes it accepts: {', '.join(sorted(schemes))}.",
+            )
+        ]
+    return []
+
+
+def _closest(word: str, choices: Collection[str]) -> str | None:
+    found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -31,6 +31,22 @@ def set_default_ttl(provider: Callable[[], float | None] | None) -> None:
     _default_ttl = provider
 
 
+CorrelationProvider = Callable[[SignalType, str, Any, "str | None"], Any]
+
+_default_correlation: CorrelationProvider | None = None
+
+
+def set_default_correlation(provider: CorrelationProvider | None) -> None:
+    """Give payloads built without a `correlation_id` the one `provider` returns.
+
+    django-cqrs 3.x's payload asked the configured correlation function when none was given,
+    and services' tests build payloads by hand expecting that; dj_cqrs registers it here.
+    `provider(signal_type, cqrs_id, instance_pk, queue)` must not raise. None turns it off.
+    """
+    global _default_correlation
+    _default_correlation = provider
+
+
 @dataclasses.dataclass
 class TransportPayload:
     """One CQRS event. Field names, order and wire keys are those of `dj_cqrs`.
@@ -67,6 +83,11 @@ class TransportPayload:
     def __post_init__(self) -> None:
         if not isinstance(self.signal_type, SignalType):
             object.__setattr__(self, "signal_type", SignalType(self.signal_type))
+        if self.correlation_id is None and _default_correlation is not None:
+            correlation = _default_correlation(
+                self.signal_type, self.cqrs_id, self.instance_pk, self.queue
+            )
+            object.__setattr__(self, "correlation_id", correlation)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _FIELDS and _is_set(self, name):

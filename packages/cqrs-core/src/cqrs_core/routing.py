@@ -9,9 +9,12 @@ _DIRECT_PREFIX = "cqrs."
 
 def routing_key(payload: TransportPayload) -> str:
     """`<cqrs_id>` for broadcasts, `cqrs.<queue>.<cqrs_id>` for an event aimed at one queue."""
-    if payload.queue:
-        return directed_key(payload.queue, payload.cqrs_id)
-    return payload.cqrs_id
+    return message_key(payload.cqrs_id, payload.queue)
+
+
+def message_key(cqrs_id: str, queue: str | None = None) -> str:
+    """Key of an encoded message (`Outgoing.cqrs_id`, `Outgoing.queue`): directed when aimed."""
+    return directed_key(queue, cqrs_id) if queue else cqrs_id
 
 
 def directed_key(queue: str, cqrs_id: str) -> str:

@@ -10,19 +10,50 @@
 | cqrs.E006 | `meta_function` is not callable or its dotted path does not import |
 | cqrs.E007 | `correlation_function` is not callable or its dotted path does not import |
 | cqrs.E008 | a master model's CQRS options are invalid |
+| cqrs.E010 | an unknown key in `CQRS` or one of its sections (the hint names the closest key) |
+| cqrs.E011 | `CQRS['url']` has no scheme or one the transport does not speak |
+| cqrs.E012 | a master model (MasterMixin) has no `CQRS_ID`: nothing it changes is published |
+| cqrs.E013 | a replica model (ReplicaMixin) has no `CQRS_ID`: it receives nothing |
+| cqrs.W010 | no `url` (nor the old `host` keys): the transport connects to localhost as guest |
+| cqrs.W011 | an unknown top-level key while the transport declares no `option_keys` (a 3.x-style class, or a third-party transport): it may read it |
+
+Ids `cqrs.E1xx` / `cqrs.W1xx` are the outbox's (`dj_cqrs.outbox.checks`). Transports report
+their own settings through `BaseTransport.check_options` with the ids above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from cqrs_core.exceptions import CQRSError
-from cqrs_core.options import CommonOptions
+from cqrs_core.options import COMMON_KEYS, CommonOptions, Problem, unknown_keys
+from cqrs_core.transports import BaseTransport, available_transports, get_transport_class
+
+DJANGO_KEYS: Mapping[str, frozenset[str]] = {
+    "master": frozenset(
+        {"CQRS_AUTO_UPDATE_FIELDS", "correlation_function", "meta_function", "publish", "outbox"}
+    ),
+    "replica": frozenset(
+        {
+            "CQRS_ONLY_DIRECT_SYNCS",
+            "CQRS_QUERY_TIMEOUT",
+            "CQRS_LOG_TIMED_OUT_QUERIES",
+            "CQRS_QUERY_LOGGER",
+            "CQRS_BULK_APPLY",
+        }
+    ),
+}
+"""Keys read by dj_cqrs itself, beyond cqrs-core's `COMMON_KEYS`."""
+
+CHECKED_SECTIONS = ("", "master", "replica")
+"""Sections whose unknown keys this module reports; transports check their own sections and
+the outbox check `CQRS['master']['outbox']` (cqrs.E101)."""
 
 _EXAMPLE = "e.g. CQRS = {'transport': 'rabbitmq', 'url': 'amqp://guest:guest@localhost:5672/', 'queue': 'my_service'}"
 
@@ -83,7 +114,98 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     master = value.get("master") or {}
     if isinstance(master, Mapping):
         errors.extend(_check_master_section(master))
+    errors.extend(_check_keys_and_transport(value))
     return errors
+
+
+def known_keys(
+    transports: Iterable[type[BaseTransport]] | None = None,
+) -> dict[str, frozenset[str]]:
+    """Every key read from `settings.CQRS`, by section (`""` top level, `"master.outbox"`...).
+
+    The union of cqrs-core's `COMMON_KEYS`, `DJANGO_KEYS`, the outbox's keys and the
+    `option_keys` of `transports` (default: every installed transport, so that switching
+    transports never turns the other one's keys into errors). The checks accept exactly these;
+    a docs test requires each of them in docs/settings.md.
+    """
+    from dj_cqrs.outbox.settings import KNOWN as OUTBOX_KEYS
+
+    found: dict[str, set[str]] = {}
+    for part in (COMMON_KEYS, DJANGO_KEYS, {"master.outbox": OUTBOX_KEYS}):
+        for where, keys in part.items():
+            found.setdefault(where, set()).update(keys)
+    for cls in _installed_transports() if transports is None else transports:
+        for where, keys in (cls.option_keys or {}).items():
+            found.setdefault(where, set()).update(keys)
+    return {where: frozenset(keys) for where, keys in found.items()}
+
+
+def _installed_transports() -> list[type[BaseTransport]]:
+    classes = []
+    for name in sorted(available_transports()):
+        try:
+            classes.append(get_transport_class(name))
+        except (CQRSError, ImportError):  # `python -m cqrs_core transports --check` tells why
+            continue
+    return classes
+
+
+def _check_keys_and_transport(value: Mapping[str, Any]) -> list[CheckMessage]:
+    """Unknown keys (with did-you-mean) and what the configured transport finds in its settings."""
+    from dj_cqrs import conf
+
+    legacy = None
+    transport: type[BaseTransport] | None = None
+    try:
+        legacy = conf.legacy_transport_class()
+        if legacy is None and value.get("transport"):
+            transport = conf.transport_class()
+    except (CQRSError, ImproperlyConfigured, ImportError):
+        pass  # cqrs.E003 says why
+    transports = _installed_transports()
+    if transport is not None and transport not in transports:
+        transports.append(transport)
+    known = known_keys(transports)
+    problems: list[Problem] = []
+    for where in CHECKED_SECTIONS:
+        section = value.get(where) if where else value
+        if not isinstance(section, Mapping):
+            continue
+        found = unknown_keys(section, known[where], where)
+        # A transport that does not say which keys it reads (a 3.x-style class, or a
+        # third-party transport without `option_keys`) may read a key unknown to us.
+        undeclared = legacy is not None or (transport is not None and transport.option_keys is None)
+        if undeclared and not where:
+            found = [_maybe_transport_key(p) for p in found]
+        problems.extend(found)
+    if legacy is None and transport is not None:
+        try:
+            problems.extend(transport.check_options(value))
+        except Exception as exc:  # noqa: BLE001 (a broken plugin check must not hide the rest)
+            problems.append(
+                Problem(
+                    "cqrs.E003",
+                    f"The {transport.name!r} transport failed to check its settings: {exc!r}.",
+                    "Report this to the transport's maintainers.",
+                )
+            )
+    return [_message(p) for p in problems]
+
+
+def _maybe_transport_key(problem: Problem) -> Problem:
+    """The transport reads settings.CQRS itself and declares no keys: a key may be its own."""
+    return Problem(
+        "cqrs.W011",
+        problem.message,
+        f"{problem.hint} The configured transport does not declare the keys it reads "
+        "(`option_keys`) and may read this one; if it does, silence this warning with "
+        "SILENCED_SYSTEM_CHECKS = ['cqrs.W011'].",
+    )
+
+
+def _message(problem: Problem) -> CheckMessage:
+    level = Warning if problem.is_warning else Error
+    return level(problem.message, hint=problem.hint or None, id=problem.id)
 
 
 def _check_master_section(master: Mapping[str, Any]) -> list[CheckMessage]:
@@ -112,6 +234,45 @@ def _check_master_section(master: Mapping[str, Any]) -> list[CheckMessage]:
                 id="cqrs.E005",
             )
         )
+    return errors
+
+
+@register("cqrs", "models")
+def check_model_ids(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Master and replica models without a CQRS_ID (they are left out of the registries)."""
+    from dj_cqrs.master.mixins import RawMasterMixin
+    from dj_cqrs.replica.mixins import ReplicaMixin
+
+    errors: list[CheckMessage] = []
+    models = (
+        apps.get_models()
+        if app_configs is None
+        else [m for config in app_configs for m in config.get_models()]
+    )
+    for model in models:
+        if model._meta.proxy or getattr(model, "CQRS_ID", None):
+            continue
+        if issubclass(model, RawMasterMixin):
+            errors.append(
+                Error(
+                    f"Master model {model._meta.label} has no CQRS_ID: its changes are never "
+                    "published, and cqrs_sync cannot find it.",
+                    hint=f"Set CQRS_ID = {model._meta.model_name!r} (the same id as on the "
+                    "replicas) on the model.",
+                    obj=model,
+                    id="cqrs.E012",
+                )
+            )
+        elif issubclass(model, ReplicaMixin):
+            errors.append(
+                Error(
+                    f"Replica model {model._meta.label} has no CQRS_ID: it receives no events.",
+                    hint="Set CQRS_ID on the model to the CQRS_ID of the master model it "
+                    "replicates.",
+                    obj=model,
+                    id="cqrs.E013",
+                )
+            )
     return errors
 
 

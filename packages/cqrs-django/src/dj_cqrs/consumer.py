@@ -38,6 +38,7 @@ from cqrs_core.transports import BaseTransport
 from dj_cqrs.registries import ReplicaRegistry
 from dj_cqrs.replica import errors
 from dj_cqrs.replica.errors import raising_errors
+from dj_cqrs.replica.session import consumer_session
 
 logger = logging.getLogger("django-cqrs")
 
@@ -120,6 +121,7 @@ def _apply_work(work: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int
     try:
         with contextlib.ExitStack() as stack:
             for alias in aliases:
+                stack.enter_context(consumer_session(alias))
                 stack.enter_context(transaction.atomic(using=alias))
                 _set_query_timeout(alias)
             results = _apply_grouped(work)
@@ -140,7 +142,7 @@ def _apply_work(work: list[tuple[int, TransportPayload, Any]]) -> list[tuple[int
         alias = _alias(model)
         _recover(alias)
         try:
-            with transaction.atomic(using=alias):
+            with consumer_session(alias), transaction.atomic(using=alias):
                 _set_query_timeout(alias)
                 outcome = apply_one(payload, model)
                 if outcome.acks and transaction.get_rollback(using=alias):

@@ -10,6 +10,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import signals
 from django.dispatch import Signal
 
+from dj_cqrs.controller import producer  # noqa: F401  (3.x suites patch signals.producer.produce)
 from dj_cqrs.master import events
 from dj_cqrs.master.serialization import tracked_snapshot
 from dj_cqrs.outbox.combined import WRITTEN

@@ -60,9 +60,10 @@ def get_json_valid_value(value: Any) -> Any:
 def set_query_timeout(connection: Any, *, local: bool) -> bool:
     """Apply `CQRS['replica']['CQRS_QUERY_TIMEOUT']` (ms) to `connection`.
 
-    PostgreSQL gets `statement_timeout` (`local`: for the current transaction only); MySQL and
-    MariaDB get the session's `MAX_EXECUTION_TIME`. Other databases, and a timeout of 0, are
-    left alone.
+    PostgreSQL gets `statement_timeout` (`local`: for the current transaction only); MySQL
+    the session's `MAX_EXECUTION_TIME` and MariaDB its `max_statement_time` (the consumer puts
+    them back after its transaction: `dj_cqrs.replica.session`). Other databases, and a
+    timeout of 0, are left alone.
 
     Returns:
         True when a timeout was set.
@@ -73,7 +74,9 @@ def set_query_timeout(connection: Any, *, local: bool) -> bool:
         return False
     if vendor == DB_VENDOR_PG:
         statement = f"SET {'LOCAL ' if local else ''}statement_timeout = {timeout}"
-    else:
+    elif getattr(connection, "mysql_is_mariadb", False):  # seconds, and for every statement
+        statement = f"SET SESSION max_statement_time = {timeout / 1000:.3f}"
+    else:  # MySQL: read-only SELECTs only
         statement = f"SET SESSION MAX_EXECUTION_TIME={timeout}"
     with connection.cursor() as cursor:
         cursor.execute(statement)

@@ -104,13 +104,10 @@ class ConsumeLoop:
         first = self.consumer.poll(wait)
         if first is None:
             return []
-        more = (
-            self.consumer.consume(
-                self.transport.common.batch_size - 1, self.transport.common.batch_timeout
-            )
-            if self.transport.common.batch_size > 1
-            else []
-        )
+        # Never more taken unsettled than consumer_prefetch_count (the shared contract).
+        common = self.transport.common
+        limit = min(common.batch_size, common.prefetch_count)
+        more = self.consumer.consume(limit - 1, common.batch_timeout) if limit > 1 else []
         batch: list[Message] = []
         for msg in [first, *more]:
             if error := msg.error():
@@ -171,7 +168,7 @@ class ConsumeLoop:
             kind = item.outcome.kind
             if kind is OutcomeKind.RETRY:
                 out = self.transport.retry_message(item)
-                records.append(self.transport.retry_record(out, delay=item.outcome.delay or 0))
+                records.append(self.transport.retry_record(out, delay=out.delay or 0))
             elif kind is OutcomeKind.DEAD:
                 records.append(
                     self.transport.dead_record(self.transport.dead_letter_message(item), item)

@@ -7,9 +7,10 @@ retry is aimed at, the retry count, when a retry is due, and why a message faile
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from cqrs_core import wire
 
 SIGNAL = "x-cqrs-signal"
 QUEUE = "x-cqrs-queue"
@@ -17,8 +18,8 @@ QUEUE = "x-cqrs-queue"
 RETRIES = "x-cqrs-retries"
 DUE = "x-cqrs-due-ms"
 """Retry topic only: epoch milliseconds before which the message must not be applied."""
-DEAD_REASON = "x-cqrs-dead-reason"
-RETRY_REASON = "x-cqrs-retry-reason"
+DEAD_REASON = wire.DEAD_REASON_HEADER
+RETRY_REASON = wire.RETRY_REASON_HEADER
 
 Headers = list[tuple[str, "bytes | str | None"]]
 """Record headers in the shape `Producer.produce` takes; `build` only writes bytes values."""
@@ -45,7 +46,12 @@ def read(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
 
 def due_at(delay: float) -> int:
     """The DUE header value for a retry `delay` seconds from now."""
-    return int((time.time() + max(delay, 0.0)) * 1000)
+    return ms(wire.due_at(delay))
+
+
+def ms(due: float) -> int:
+    """The DUE header value for a retry due at epoch seconds `due` (`Outgoing.due`)."""
+    return int(due * 1000)
 
 
 def _name(keyword: str) -> str:

@@ -26,7 +26,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from cqrs_core.exceptions import ConfigurationError
-from cqrs_core.options import CommonOptions
+from cqrs_core.options import (
+    INVALID_URL,
+    INVALID_VALUE,
+    CommonOptions,
+    Problem,
+    unknown_keys,
+    url_problems,
+)
 
 _OWN_KEYS = frozenset(
     {
@@ -53,6 +60,49 @@ _SECURITY_KEYS = {
 }
 """Top-level `CQRS` keys accepted as aliases of librdkafka security settings."""
 
+OPTION_KEYS: Mapping[str, frozenset[str]] = {
+    "": frozenset({"kafka", "bootstrap_servers", *_SECURITY_KEYS}),
+    "kafka": _OWN_KEYS,
+}
+"""The `CQRS` keys this transport reads beyond the common ones (`BaseTransport.option_keys`).
+
+`CQRS['kafka']` also takes any dotted librdkafka property (`"security.protocol"`)."""
+
+SCHEMES = frozenset({"kafka", "kafkas"})
+
+
+def check_options(options: Mapping[str, Any]) -> list[Problem]:
+    """What `manage.py check` reports about the Kafka settings (nothing is connected)."""
+    found: list[Problem] = []
+    url = options.get("url")
+    if isinstance(url, str) and "://" not in url and ("//" in url or url.split(":")[0] in SCHEMES):
+        found.append(
+            Problem(
+                INVALID_URL,
+                "CQRS['url'] looks like a kafka:// URL without its '://'.",
+                "Write it as kafka://host:9092[,host:9092] (kafkas:// for TLS), or list the "
+                "brokers without a scheme: 'host:9092,host2:9092'.",
+            )
+        )
+    elif isinstance(url, str) and "://" in url:
+        found += url_problems(options, SCHEMES, transport="kafka", example="kafka://broker:9092")
+    section = options.get("kafka") or {}
+    if not isinstance(section, Mapping):
+        return [*found, Problem(INVALID_VALUE, "CQRS['kafka'] must be a dict of Kafka options.")]
+    undotted = {k: v for k, v in section.items() if not (isinstance(k, str) and "." in k)}
+    found += unknown_keys(undotted, _OWN_KEYS, "kafka")
+    if found:
+        return found
+    try:
+        common = CommonOptions.from_mapping(options)
+    except ConfigurationError:
+        return []  # a common key: the framework's own checks report it
+    try:
+        KafkaSettings.from_options(options, common)
+    except ConfigurationError as exc:
+        return [Problem(INVALID_VALUE, str(exc))]
+    return []
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class KafkaSettings:
@@ -77,11 +127,13 @@ class KafkaSettings:
         section = options.get("kafka") or {}
         if not isinstance(section, Mapping):
             raise ConfigurationError("CQRS['kafka'] must be a dict of Kafka options.")
-        unknown = [k for k in section if k not in _OWN_KEYS and "." not in k]
+        unknown = unknown_keys(
+            {k: v for k, v in section.items() if "." not in k}, _OWN_KEYS, "kafka"
+        )
         if unknown:
             raise ConfigurationError(
-                f"CQRS['kafka'] has unknown key(s) {sorted(unknown)}: use one of "
-                f"{sorted(_OWN_KEYS)} or a dotted librdkafka property such as 'security.protocol'."
+                f"{unknown[0].message} {unknown[0].hint} Other librdkafka settings go in "
+                "as dotted properties, such as 'security.protocol'."
             )
         servers, from_url = _bootstrap(options, common.url)
         shared = {**from_url, **_security(options)}

@@ -25,16 +25,19 @@ from cqrs_kafka.admin import TopicManager
 from cqrs_kafka.consuming import ConsumeLoop
 from cqrs_kafka.dead_letters import DeadLetterStore
 from cqrs_kafka.publisher import Publisher, Record
-from cqrs_kafka.settings import KafkaSettings
+from cqrs_kafka.settings import OPTION_KEYS, KafkaSettings, check_options
 
 
 class KafkaTransport(BaseTransport):
     """Kafka transport: per-row ordering, delayed retries and dead letters on topics."""
 
     name = "kafka"
+    api_version = 1
     capabilities = frozenset(
         {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
     )
+    option_keys = OPTION_KEYS
+    check_options = staticmethod(check_options)
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
@@ -113,17 +116,15 @@ class KafkaTransport(BaseTransport):
         # One partition keeps dead letters in one order (they are few).
         self.topics.ensure([self.settings.dead_topic(queue)], timeout=timeout, partitions=1)
 
-    def consume(
+    def _consume(
         self,
         handler: Handler,
         *,
-        cqrs_ids: Collection[str],
-        on_ready: Callable[[], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
     ) -> None:
-        self._check_open()
         self.declare(cqrs_ids)
-        self._stopping.clear()
         loop = ConsumeLoop(self, handler, cqrs_ids)
         self._loop = loop
         try:

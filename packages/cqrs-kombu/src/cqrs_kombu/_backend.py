@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cqrs_core.exceptions import ConfigurationError
+from cqrs_core.options import INVALID_VALUE, Problem, url_problems
 from cqrs_kombu import _filesystem
 
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
@@ -86,6 +87,65 @@ def backend_from_options(options: Mapping[str, Any]) -> Backend:
     return backend
 
 
+OPTION_KEYS: Mapping[str, frozenset[str]] = {
+    "": frozenset({"transport_options", "connect_timeout"}),
+}
+"""The `CQRS` keys this transport reads beyond the common ones (`BaseTransport.option_keys`).
+
+`transport_options` is kombu's own dict (any key kombu's backend accepts), so its keys are not
+checked here."""
+
+
+def check_options(options: Mapping[str, Any]) -> list[Problem]:
+    """What `manage.py check` reports about the kombu settings (no folder, no connection)."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    found = url_problems(
+        options,
+        {alias.lower() for alias in TRANSPORT_ALIASES},
+        transport="kombu",
+        example="amqp://user:password@rabbitmq:5672//",
+        default=DEFAULT_URL,
+    )
+    if not isinstance(options.get("transport_options") or {}, Mapping):
+        found.append(
+            Problem(INVALID_VALUE, "CQRS['transport_options'] must be a dict of kombu options.")
+        )
+    timeout = options.get("connect_timeout", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        found.append(
+            Problem(
+                INVALID_VALUE,
+                f"CQRS['connect_timeout'] must be a number of seconds > 0, got {timeout!r}.",
+            )
+        )
+    if found:
+        return found
+    url = options.get("url") or _legacy_url(options)
+    kind = _kind(urlsplit(url).scheme.lower().split("+")[0])
+    if kind == "filesystem":
+        try:
+            _filesystem_options(url, options.get("transport_options") or {})
+        except ConfigurationError as exc:
+            return [Problem(INVALID_VALUE, str(exc))]
+        return []
+    try:
+        require_client_library(kind, url)
+    except ConfigurationError as exc:
+        return [Problem(INVALID_VALUE, str(exc))]
+    except Exception as exc:  # noqa: BLE001 (kombu rejects the URL itself: report, never crash)
+        return [Problem(INVALID_VALUE, f"kombu cannot use CQRS['url']: {exc}")]
+    return []
+
+
+def _kind(scheme: str) -> str:
+    if scheme in AMQP_SCHEMES:
+        return "amqp"
+    if scheme in REDIS_SCHEMES:
+        return "redis"
+    return "filesystem" if scheme == "filesystem" else "other"
+
+
 CLIENT_LIBRARIES: dict[str, tuple[str, str]] = {"redis": ("redis", "cqrs-kombu[redis]")}
 """Backend kind -> (client module, the distribution whose install brings it)."""
 
@@ -118,3 +178,35 @@ def require_client_library(kind: str, url: str) -> None:
             f"CQRS['url'] uses kombu's {scheme!r} backend, but its client library cannot be "
             f"imported ({exc}). Run: {fix}"
         ) from exc
+
+
+def _legacy_url(options: Mapping[str, Any]) -> str:
+    host = options.get("host")
+    if not host:
+        return DEFAULT_URL
+    user = options.get("user", "guest")
+    password = options.get("password", "guest")
+    port = options.get("port", 5672)
+    return f"amqp://{user}:{password}@{host}:{port}//"
+
+
+def _filesystem_options(url: str, user_options: Mapping[str, Any]) -> dict[str, Any]:
+    """`filesystem:///srv/cqrs` shares one folder; otherwise the options must name folders."""
+    folder = url[len("filesystem://") :].split("?")[0]
+    folder_in = user_options.get("data_folder_in") or folder
+    folder_out = user_options.get("data_folder_out") or folder
+    if not folder_in or not folder_out:
+        raise ConfigurationError(
+            "The kombu filesystem transport needs a shared folder: set CQRS['url'] to "
+            "'filesystem:///path/to/folder', or CQRS['transport_options'] to "
+            "{'data_folder_in': ..., 'data_folder_out': ...}."
+        )
+    base = folder or folder_out
+    return {
+        "data_folder_in": folder_in,
+        "data_folder_out": folder_out,
+        "processed_folder": os.path.join(base, "processed"),
+        "control_folder": os.path.join(base, "control"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }

@@ -9,6 +9,8 @@ from typing import Any
 from kombu import Connection, Exchange, Producer
 from kombu.common import maybe_declare
 
+from cqrs_core import wire
+
 _ROUTE_CACHE_SECONDS = 1.0
 
 
@@ -66,7 +68,7 @@ class Sender:
         try:
             self.publish(body, routing_key, headers=headers, expiration=expiration)
         except Unroutable:
-            self.direct(body, queue, headers={**(headers or {}), "x-cqrs-routing-key": routing_key})
+            self.direct(body, queue, headers={**(headers or {}), wire.ROUTING_KEY_HEADER: routing_key})
 
     def direct(
         self,

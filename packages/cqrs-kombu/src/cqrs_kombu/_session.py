@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from amqp.exceptions import AccessRefused, PreconditionFailed
 from kombu import Connection, Consumer
 
-from cqrs_core import routing
+from cqrs_core import routing, wire
 from cqrs_core.exceptions import ConfigurationError
 from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from cqrs_kombu._delay import DUE_HEADER, ID_HEADER, DelayScheduler
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django-cqrs")
 
-ROUTING_KEY_HEADER = "x-cqrs-routing-key"
+ROUTING_KEY_HEADER = wire.ROUTING_KEY_HEADER
 """Original routing key of a message we moved straight into a queue (release, restore)."""
-DEAD_AT_HEADER = "x-cqrs-dead-at"
+DEAD_AT_HEADER = wire.DEAD_AT_HEADER
 _IDLE_WAIT = 0.5
 _POLL_MIN, _POLL_MAX = 0.005, 0.1
 _RELEASE_PAUSE = 0.2
@@ -171,7 +171,7 @@ class Session:
     def _dead_raw(self, item: bytes) -> None:
         """A queue entry that is not a kombu envelope: keep it, as a dead letter."""
         headers = {
-            "x-cqrs-dead-reason": "not a kombu message envelope",
+            wire.DEAD_REASON_HEADER: "not a kombu message envelope",
             DEAD_AT_HEADER: f"{time.time():.6f}",
         }
         self.sender.direct(item, self.topology.dead.name, headers=headers)
@@ -185,7 +185,7 @@ class Session:
             retry = self.transport.retry_message(item)
             headers = {
                 **retry.headers,
-                DUE_HEADER: f"{time.time() + (item.outcome.delay or 0.0):.3f}",
+                DUE_HEADER: f"{retry.due:.3f}",
                 ID_HEADER: retry.cqrs_id,
             }
             self.sender.direct(retry.body, self.topology.delayed.name, headers=headers)

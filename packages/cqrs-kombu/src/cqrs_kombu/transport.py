@@ -16,11 +16,11 @@ from typing import Any
 
 from kombu import Connection, Queue
 
-from cqrs_core import codec, routing
+from cqrs_core import codec, routing, wire
 from cqrs_core.exceptions import ConfigurationError, MalformedMessage, PublishError
 from cqrs_core.messages import DeadLetter, Handler, Outgoing
 from cqrs_core.transports.base import BaseTransport, Capability
-from cqrs_kombu._backend import Backend, backend_from_options
+from cqrs_kombu._backend import OPTION_KEYS, Backend, backend_from_options, check_options
 from cqrs_kombu._sender import Sender, Unroutable
 from cqrs_kombu._session import DEAD_AT_HEADER, Session
 from cqrs_kombu._topology import exchange_for, replica_topology
@@ -45,9 +45,12 @@ class KombuTransport(BaseTransport):
     """
 
     name = "kombu"
+    api_version = 1
     capabilities = frozenset(
         {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
     )
+    option_keys = OPTION_KEYS
+    check_options = staticmethod(check_options)
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -101,11 +104,7 @@ class KombuTransport(BaseTransport):
     @staticmethod
     def _publish_all(sender: Sender, messages: Sequence[Outgoing]) -> None:
         for message in messages:
-            key = (
-                routing.directed_key(message.queue, message.cqrs_id)
-                if message.queue
-                else (message.cqrs_id)
-            )
+            key = routing.message_key(message.cqrs_id, message.queue)
             sender.publish(message.body, key, headers=message.headers)
 
     def _producer(self) -> Sender:
@@ -134,18 +133,15 @@ class KombuTransport(BaseTransport):
             for queue in (topology.main, topology.dead, topology.delayed):
                 queue(channel).declare()
 
-    def consume(
+    def _consume(
         self,
         handler: Handler,
         *,
-        cqrs_ids: Collection[str],
-        on_ready: Callable[[], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
     ) -> None:
-        self._check_open()
-        self.common.require_queue()
-        ids = frozenset(cqrs_ids)
-        self._stopping.clear()
+        ids = cqrs_ids
         ready = False
         backoff = 0.2
         stale: list[Session] = []
@@ -304,7 +300,7 @@ def _letter(message: Any, seq: int) -> tuple[float, int, DeadLetter]:
         dead_at = float(headers.get(DEAD_AT_HEADER, 0))
     except (TypeError, ValueError):
         dead_at = 0.0
-    reason = str(headers.get("x-cqrs-dead-reason", ""))
+    reason = wire.read_reason(headers)
     return dead_at, seq, DeadLetter(body, reason, payload)
 
 

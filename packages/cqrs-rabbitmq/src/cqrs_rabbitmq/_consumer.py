@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from cqrs_core import wire
 from cqrs_core.exceptions import ConfigurationError, PublishError
 from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from cqrs_rabbitmq._confirms import ConfirmingChannel, ConfirmTimeout, Message
@@ -34,7 +35,7 @@ _FAILED_SETTLE_PAUSE = 0.5
 """Pause after messages were given back, so a message nobody can take does not spin."""
 _RECONNECT_ON: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, ConfirmTimeout)
 """Failures after which the loop reconnects and re-declares."""
-ROUTING_KEY_HEADER = "x-cqrs-routing-key"
+ROUTING_KEY_HEADER = wire.ROUTING_KEY_HEADER
 """Original routing key of a released message republished to the tail of its queue.
 
 A requeued (nacked) message goes back to the head of the queue, so `prefetch_count` released
@@ -239,7 +240,7 @@ class ConsumerLoop:
         transport = self.transport
         if item.outcome.kind is OutcomeKind.RETRY:
             retry = transport.retry_message(item)
-            delay_ms = max(0, round((item.outcome.delay or 0) * 1000))
+            delay_ms = max(0, round((retry.delay or 0) * 1000))
             return Message(
                 self.topology.delay_exchange,
                 transport.routing_key(retry),

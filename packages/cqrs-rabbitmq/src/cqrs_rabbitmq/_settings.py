@@ -17,7 +17,13 @@ import pika
 from pika.connection import Parameters
 
 from cqrs_core.exceptions import ConfigurationError
-from cqrs_core.options import CommonOptions
+from cqrs_core.options import (
+    INVALID_VALUE,
+    CommonOptions,
+    Problem,
+    unknown_keys,
+    url_problems,
+)
 
 DEFAULTS: Mapping[str, float] = {
     "heartbeat": 60,
@@ -30,6 +36,60 @@ DEFAULTS: Mapping[str, float] = {
 """Tuning keys of `CQRS['rabbitmq']` and their defaults (seconds)."""
 
 _TUNING_KEYS = frozenset(DEFAULTS) | {"ssl_options", "delay_exchange", "delay_queue"}
+_SSL_KEYS = frozenset(
+    {
+        "cafile",
+        "capath",
+        "cadata",
+        "certfile",
+        "keyfile",
+        "key_password",
+        "server_hostname",
+        "verify",
+    }
+)
+
+OPTION_KEYS: Mapping[str, frozenset[str]] = {
+    "": frozenset({"rabbitmq", "ssl_options", "virtual_host"}),
+    "rabbitmq": _TUNING_KEYS,
+    "rabbitmq.ssl_options": _SSL_KEYS,
+    "ssl_options": _SSL_KEYS,
+}
+"""The `CQRS` keys this transport reads beyond the common ones (`BaseTransport.option_keys`)."""
+
+SCHEMES = frozenset({"amqp", "amqps"})
+
+
+def check_options(options: Mapping[str, Any]) -> list[Problem]:
+    """What `manage.py check` reports about the RabbitMQ settings (nothing is connected)."""
+    found = url_problems(
+        options,
+        SCHEMES,
+        transport="rabbitmq",
+        example="amqp://user:password@rabbitmq:5672/%2F",
+        default="amqp://guest:guest@localhost:5672/ (vhost '/')",
+    )
+    section = options.get("rabbitmq") or {}
+    if not isinstance(section, Mapping):
+        return [*found, Problem(INVALID_VALUE, "CQRS['rabbitmq'] must be a dict.")]
+    found += unknown_keys(section, _TUNING_KEYS, "rabbitmq")
+    for where, ssl_value in (
+        ("rabbitmq.ssl_options", section.get("ssl_options")),
+        ("ssl_options", options.get("ssl_options")),
+    ):
+        if isinstance(ssl_value, Mapping):
+            found += unknown_keys(ssl_value, _SSL_KEYS, where)
+    if found:
+        return found
+    try:
+        common = CommonOptions.from_mapping(options)
+    except ConfigurationError:
+        return []  # a common key: the framework's own checks report it
+    try:
+        RabbitMQSettings.from_options(options, common)
+    except ConfigurationError as exc:
+        return [Problem(INVALID_VALUE, str(exc))]
+    return []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +114,9 @@ class RabbitMQSettings:
         section = options.get("rabbitmq") or {}
         if not isinstance(section, Mapping):
             raise ConfigurationError("CQRS['rabbitmq'] must be a dict of connection settings.")
-        unknown = sorted(set(section) - _TUNING_KEYS)
+        unknown = unknown_keys(section, _TUNING_KEYS, "rabbitmq")
         if unknown:
-            raise ConfigurationError(
-                f"Unknown key(s) in CQRS['rabbitmq']: {', '.join(unknown)}; "
-                f"known keys are {', '.join(sorted(_TUNING_KEYS))}."
-            )
+            raise ConfigurationError(f"{unknown[0].message} {unknown[0].hint}")
         tuning = {
             key: _seconds(section.get(key, default), key) for key, default in DEFAULTS.items()
         }
@@ -155,16 +212,7 @@ def _ssl_options(value: Any, host: str) -> pika.SSLOptions:
             "CQRS['rabbitmq']['ssl_options'] must be a dict (cafile, capath, certfile, keyfile, "
             "server_hostname, verify), an ssl.SSLContext or a pika.SSLOptions."
         )
-    known = {
-        "cafile",
-        "capath",
-        "cadata",
-        "certfile",
-        "keyfile",
-        "key_password",
-        "server_hostname",
-        "verify",
-    }
+    known = _SSL_KEYS
     unknown = sorted(set(value) - known)
     if unknown:
         raise ConfigurationError(

@@ -9,19 +9,19 @@ from typing import Any, TypeVar
 
 import pika
 
-from cqrs_core import codec, routing
+from cqrs_core import codec, routing, wire
 from cqrs_core.exceptions import MalformedMessage, PublishError, TransportError
 from cqrs_core.messages import DeadLetter, Handler, Outgoing
 from cqrs_core.transports.base import BaseTransport, Capability
 from cqrs_rabbitmq._confirms import ConfirmTimeout, Message
 from cqrs_rabbitmq._connection import Session, Sessions
 from cqrs_rabbitmq._consumer import ConsumerLoop
-from cqrs_rabbitmq._settings import RabbitMQSettings
+from cqrs_rabbitmq._settings import OPTION_KEYS, RabbitMQSettings, check_options
 from cqrs_rabbitmq._topology import Topology
 
 T = TypeVar("T")
 
-REASON_HEADER = "x-cqrs-dead-reason"
+REASON_HEADER = wire.DEAD_REASON_HEADER
 
 
 class RabbitMQTransport(BaseTransport):
@@ -34,9 +34,17 @@ class RabbitMQTransport(BaseTransport):
     """
 
     name = "rabbitmq"
+    api_version = 1
     capabilities = frozenset(
-        {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
+        {
+            Capability.DELAYED_RETRY,
+            Capability.DEAD_LETTER,
+            Capability.REDELIVERY,
+            Capability.DEAD_LETTER_TTL,
+        }
     )
+    option_keys = OPTION_KEYS
+    check_options = staticmethod(check_options)
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -60,9 +68,7 @@ class RabbitMQTransport(BaseTransport):
 
     @staticmethod
     def routing_key(message: Outgoing) -> str:
-        if message.queue:
-            return routing.directed_key(message.queue, message.cqrs_id)
-        return message.cqrs_id
+        return routing.message_key(message.cqrs_id, message.queue)
 
     @staticmethod
     def properties(
@@ -128,16 +134,14 @@ class RabbitMQTransport(BaseTransport):
         topology = self.topology
         self._run(lambda s: topology.declare(s.channel, cqrs_ids), doing="declare the queues")
 
-    def consume(
+    def _consume(
         self,
         handler: Handler,
         *,
-        cqrs_ids: Collection[str],
-        on_ready: Callable[[], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
     ) -> None:
-        self._check_open()
-        self._stopping.clear()
         loop = ConsumerLoop(self, handler, cqrs_ids, on_ready, on_tick)
         self.last_consumer = loop
         loop.run()
@@ -223,11 +227,9 @@ class RabbitMQTransport(BaseTransport):
 
 
 def _letter(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
-    reason = (properties.headers or {}).get(REASON_HEADER, "")
-    if isinstance(reason, bytes):
-        reason = reason.decode("utf-8", "replace")
+    reason = wire.read_reason(properties.headers)
     try:
         payload = codec.decode(body, default_ttl=None)
     except MalformedMessage:
         payload = None
-    return DeadLetter(body=body, reason=str(reason), payload=payload)
+    return DeadLetter(body=body, reason=reason, payload=payload)

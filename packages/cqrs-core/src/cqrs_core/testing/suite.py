@@ -17,6 +17,18 @@ class TestMyTransport(TransportConformance):
 runs sharing a broker cannot see each other. A test a transport cannot pass may be overridden
 only with `@pytest.mark.xfail(reason=...)`; optional behaviours are claimed with
 `BaseTransport.capabilities` and the tests that need them skip themselves otherwise.
+
+Shared options every transport honours (tested here): `batch_size` and `batch_timeout` (a
+batch never exceeds the size and a partial one is handed over after the timeout),
+`consumer_prefetch_count` (never more messages taken unsettled, so never a bigger batch),
+`exchange` (services on different exchanges never see each other's messages; the test uses
+`exchange=<yours>_other`, `queue=<yours>_other`: clean both up) and, with
+`Capability.DEAD_LETTER_TTL`, `replica.dead_message_ttl`.
+
+Redelivery after a crash (`Capability.REDELIVERY`) is tested through the `crash_consumer`
+fixture: by default a consumer in a child process (`transport_options` must be JSON) is killed
+with SIGKILL while its handler holds a batch. For an in-process broker, override it with
+`cqrs_core.testing.consuming.crash_in_process`.
 """
 
 from __future__ import annotations
@@ -30,11 +42,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from cqrs_core import wire
 from cqrs_core.constants import SignalType
 from cqrs_core.exceptions import TransportClosed
 from cqrs_core.messages import Handler, Outcome, Outgoing
 from cqrs_core.payload import TransportPayload
-from cqrs_core.testing._consuming import Recorder, consume_until
+from cqrs_core.testing.consuming import Recorder, consume_until, crash_in_subprocess
 from cqrs_core.transports.base import BaseTransport, Capability
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,6 +124,27 @@ class TransportConformance:
         yield make
         for transport in created:
             transport.close()
+
+    @pytest.fixture
+    def crash_consumer(
+        self, transport_class: type[BaseTransport], transport_options: Mapping[str, Any]
+    ) -> Callable[..., None]:
+        """`crash(**overrides)`: a consumer takes a batch and dies without settling or closing.
+
+        Default: a child process killed with SIGKILL (`crash_in_subprocess`). In-process
+        brokers return `crash_in_process` instead, e.g.
+        `lambda **kw: crash_in_process(lambda: make_transport(**kw), cqrs_ids=IDS)`.
+        """
+
+        def crash(**overrides: Any) -> None:
+            crash_in_subprocess(
+                transport_class,
+                _merge(transport_options, overrides),
+                cqrs_ids=IDS,
+                timeout=self.consume_timeout,
+            )
+
+        return crash
 
     @pytest.fixture(autouse=True)
     def _capability_gate(
@@ -350,6 +384,18 @@ class TransportConformance:
         self.consume(make_transport(), recorder, lambda: recorder.count() >= 2, settle=0.3)
         assert sorted(recorder.pks()) == [1, 2]
 
+    @requires(Capability.REDELIVERY)
+    def test_message_is_redelivered_after_consumer_is_killed(
+        self, make_transport: MakeTransport, crash_consumer: Callable[..., None]
+    ) -> None:
+        """A consumer killed mid-batch (no settle, no close) loses nothing: the next one gets it."""
+        make_transport().declare(IDS)
+        make_transport().produce_many([make_payload(1), make_payload(2)])
+        crash_consumer()
+        recorder = Recorder()
+        self.consume(make_transport(), recorder, lambda: len(set(recorder.pks())) >= 2)
+        assert sorted(set(recorder.pks())) == [1, 2]
+
     @requires(Capability.DELAYED_RETRY)
     def test_pending_retry_survives_consumer_restart(self, make_transport: MakeTransport) -> None:
         """A retry scheduled by one consumer is delivered to the next one after a restart."""
@@ -362,6 +408,82 @@ class TransportConformance:
         recorder = Recorder()
         self.consume(make_transport(), recorder, lambda: recorder.count() >= 1, settle=0.3)
         assert [(p.instance_pk, p.retries) for p in recorder.payloads] == [(1, 1)]
+
+    # -- shared options --------------------------------------------------------------------
+
+    def test_batch_size_and_batch_timeout_are_honoured(self, make_transport: MakeTransport) -> None:
+        """No batch exceeds `batch_size`; a partial batch is handed over after `batch_timeout`."""
+        consumer = make_transport(replica={"batch_size": 3, "batch_timeout": 0.2})
+        consumer.declare(IDS)
+        make_transport().produce_many([make_payload(pk) for pk in range(1, 8)])
+        recorder = Recorder()
+        self.consume(consumer, recorder, lambda: recorder.count() >= 7, settle=0.3)
+        assert sorted(recorder.pks()) == list(range(1, 8))
+        assert max(recorder.batches) <= 3
+        consumer.close()
+        # 100 would never fill: the two messages must come anyway, after batch_timeout.
+        waiting = make_transport(replica={"batch_size": 100, "batch_timeout": 0.3})
+        make_transport().produce_many([make_payload(8), make_payload(9)])
+        late = Recorder()
+        self.consume(waiting, late, lambda: late.count() >= 2, settle=0.3)
+        assert sorted(late.pks()) == [8, 9]
+
+    def test_prefetch_count_bounds_what_a_consumer_holds(
+        self, make_transport: MakeTransport
+    ) -> None:
+        """With `consumer_prefetch_count=2`, no batch holds more than 2 unsettled messages."""
+        consumer = make_transport(consumer_prefetch_count=2, replica={"batch_size": 50})
+        consumer.declare(IDS)
+        make_transport().produce_many([make_payload(pk) for pk in range(1, 7)])
+        recorder = Recorder()
+        self.consume(consumer, recorder, lambda: recorder.count() >= 6, settle=0.3)
+        assert sorted(recorder.pks()) == list(range(1, 7))
+        assert max(recorder.batches) <= 2
+
+    def test_exchange_separates_services(
+        self, make_transport: MakeTransport, transport_options: Mapping[str, Any]
+    ) -> None:
+        """Replicas on another `exchange` never receive this exchange's messages."""
+        other = {
+            "exchange": f"{transport_options.get('exchange') or 'cqrs'}_other",
+            "queue": f"{transport_options['queue']}_other",
+        }
+        mine, theirs = make_transport(), make_transport(**other)
+        mine.declare(IDS)
+        theirs.declare(IDS)
+        make_transport().produce(make_payload(1))
+        make_transport(**other).produce(make_payload(2))
+        mine_rec, their_rec = Recorder(), Recorder()
+        self.consume(theirs, their_rec, lambda: their_rec.count() >= 1, settle=0.5)
+        self.consume(mine, mine_rec, lambda: mine_rec.count() >= 1, settle=0.5)
+        assert (mine_rec.pks(), their_rec.pks()) == ([1], [2])
+
+    @requires(Capability.DEAD_LETTER, Capability.DEAD_LETTER_TTL)
+    def test_dead_letters_expire_after_dead_message_ttl(
+        self, make_transport: MakeTransport
+    ) -> None:
+        """`replica.dead_message_ttl` seconds after dead-lettering, the dead letter is gone."""
+        consumer = make_transport(replica={"dead_message_ttl": 1})
+        consumer.declare(IDS)
+        make_transport().produce(make_payload(1))
+        recorder = Recorder(lambda p, seen: Outcome.dead("rejected"))
+        self.consume(consumer, recorder, lambda: recorder.count() >= 1, settle=0.3)
+        deadline = time.monotonic() + self.consume_timeout
+        while consumer.dead_letters() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert consumer.dead_letters() == []
+
+    @requires(Capability.DEAD_LETTER)
+    def test_multiline_reason_survives_dead_lettering(self, make_transport: MakeTransport) -> None:
+        """A reason with line breaks and 5000 characters is stored (headers: one line, bounded)."""
+        consumer = make_transport()
+        consumer.declare(IDS)
+        make_transport().produce(make_payload(1))
+        reason = "first line\r\nsecond line\n" + "x" * 5000
+        recorder = Recorder(lambda p, seen: Outcome.dead(reason))
+        self.consume(consumer, recorder, lambda: len(consumer.dead_letters()) >= 1, settle=0.3)
+        (letter,) = consumer.dead_letters()
+        assert letter.reason in (reason, wire.header_reason(reason))
 
     def test_stop_returns_and_hooks_are_called(self, make_transport: MakeTransport) -> None:
         """`on_ready` fires once bound, `on_tick` while idle, and `stop()` ends `consume`."""

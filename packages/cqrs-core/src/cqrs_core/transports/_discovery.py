@@ -8,7 +8,7 @@ from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
 
 from cqrs_core.exceptions import TransportLoadError, TransportNotFound
-from cqrs_core.transports.base import TRANSPORT_API_VERSION, BaseTransport
+from cqrs_core.transports.base import TRANSPORT_API_VERSION, BaseTransport, check_api_version
 
 GROUP = "cqrs_core.transports"
 
@@ -105,6 +105,7 @@ def _checked(target: object, where: str, *, dist: str | None = None) -> type[Bas
         raise TransportLoadError(f"{where} is abstract; it must implement: {missing}.")
     if not isinstance(getattr(target, "name", None), str):
         raise TransportLoadError(f"{where} has no `name` class attribute.")
+    check_api_version(target, where)
     if target.api_version != TRANSPORT_API_VERSION:
         newer = (
             (dist or "the transport") if target.api_version < TRANSPORT_API_VERSION else "cqrs-core"

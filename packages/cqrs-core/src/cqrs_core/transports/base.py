@@ -7,11 +7,12 @@ import enum
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from cqrs_core import codec
-from cqrs_core.exceptions import MalformedMessage, TransportClosed
+from cqrs_core import codec, wire
+from cqrs_core.exceptions import MalformedMessage, TransportClosed, TransportLoadError
 from cqrs_core.messages import (
     DeadLetter,
     Handler,
@@ -20,7 +21,7 @@ from cqrs_core.messages import (
     Outgoing,
     Settled,
 )
-from cqrs_core.options import CommonOptions
+from cqrs_core.options import CommonOptions, Problem
 from cqrs_core.payload import TransportPayload
 from cqrs_core.retry import RetryPolicy
 
@@ -44,6 +45,11 @@ class Capability(str, enum.Enum):
     """Dead letters are kept and can be dumped, retried and purged."""
     REDELIVERY = "redelivery"
     """A message taken by a consumer that dies before settling it is delivered again."""
+    DEAD_LETTER_TTL = "dead_letter_ttl"
+    """Dead letters expire after `CQRS['replica']['dead_message_ttl']` seconds.
+
+    Claim it only if the broker can expire single messages (RabbitMQ can, Kafka cannot).
+    """
 
 
 class BaseTransport(abc.ABC):
@@ -51,19 +57,61 @@ class BaseTransport(abc.ABC):
 
     A transport is built from the user's `CQRS` mapping (`options`). Masters call `produce` /
     `produce_many`; replicas call `consume(handler, cqrs_ids=...)`, which blocks until `stop()`.
-    Subclasses implement `_publish`, `consume`, `_close` and, with `Capability.DEAD_LETTER`,
-    the dead-letter operations; `dispatch` does the decoding, expiry and retry decisions so every
-    transport behaves alike.
+    Subclasses implement `_publish`, `_consume`, `_close` and, with `Capability.DEAD_LETTER`,
+    the dead-letter operations; `dispatch` does the decoding, expiry and retry decisions and
+    `retry_message` / `dead_letter_message` the wire bookkeeping, so every transport behaves
+    alike.
+
+    Threads (one instance is used by several at once):
+
+    - `consume` runs in one thread and blocks there; `_consume`, the handler, `on_ready` and
+      `on_tick` all run in that thread. It is never called twice at the same time.
+    - `stop()` comes from any other thread (a signal handler, a supervisor, a test) while
+      `consume` runs. It only sets `stopping`; `_consume` must notice within about a second, so
+      wait on the broker with short timeouts (or on `self._stopping`, a `threading.Event`).
+    - `produce` / `produce_many` (hence `_publish`) come from many threads at once: request
+      threads, the outbox's background publisher, and handlers inside `consume`. Make `_publish`
+      thread-safe (a lock, or a connection per thread).
+    - `declare`, `dead_letters`, `retry_dead_letters` and `purge_dead_letters` come from other
+      threads (management commands, tests) while `consume` may be running: don't use the
+      consuming thread's connection for them.
+    - `close()` comes from any thread, once; unsettled messages go back to the broker.
+    - After `os.fork()` the child builds its own instance and never uses the parent's: open
+      connections lazily, never in `__init__`, and don't rely on threads started before.
+
+    An asyncio-only client library fits through `cqrs_core.transports.asyncio_bridge`.
     """
 
     name: ClassVar[str]
     """Entry-point name users put in settings, e.g. `"kafka"`."""
 
-    api_version: ClassVar[int] = TRANSPORT_API_VERSION
-    """Contract version the transport was written against."""
+    api_version: ClassVar[int]
+    """Contract version the transport was written against: the literal, e.g. `api_version = 1`.
+
+    Required, with no default: a default would claim every future contract too. Write the number
+    of `TRANSPORT_API_VERSION` you developed and tested with, not the constant itself (which
+    would follow cqrs-core upgrades the transport was never tested against).
+    """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     """Optional behaviours this transport supports."""
+
+    option_keys: ClassVar[Mapping[str, frozenset[str]] | None] = None
+    """`CQRS` keys this transport reads beyond `cqrs_core.options.COMMON_KEYS`, by section
+    (`""`: top level, `"rabbitmq"`: `CQRS['rabbitmq']`); `{}` when it reads no others. Settings
+    checks accept them instead of reporting them as unknown, and the settings reference must
+    describe them. None (not declared): unknown top-level keys are only warnings, since the
+    transport may read them."""
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[Problem]:
+        """Mistakes in the settings this transport reads: its sections' keys, values, `url`.
+
+        Called by `manage.py check` before any transport is built; must not connect to or
+        create anything. Unknown top-level keys are found by the caller (from `option_keys`),
+        unknown keys inside the transport's own sections by this method. Default: none.
+        """
+        return []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -72,8 +120,20 @@ class BaseTransport(abc.ABC):
             raise TypeError(
                 f"{cls.__qualname__}.name must match {_NAME_RE.pattern!r}, got {name!r}"
             )
+        if "consume" in cls.__dict__ and not _defines(cls, "_consume"):
+            # A transport written before `consume` became a template method: keep it working.
+            warnings.warn(
+                f"{cls.__qualname__} overrides BaseTransport.consume(); implement _consume() "
+                "instead (consume() now checks the transport is open, requires CQRS['queue'] "
+                "and resets stop() before calling it). Overriding consume() stops working with "
+                "transport API 2.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            cls._consume = _legacy_consume  # type: ignore[method-assign]
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        check_api_version(type(self))
         self.options: Mapping[str, Any] = dict(options or {})
         self.common = CommonOptions.from_mapping(self.options)
         self.retry_policy = RetryPolicy(
@@ -119,7 +179,6 @@ class BaseTransport(abc.ABC):
         `consume` declares too; call this to set a replica up before its consumer first runs.
         """
 
-    @abc.abstractmethod
     def consume(
         self,
         handler: Handler,
@@ -130,6 +189,9 @@ class BaseTransport(abc.ABC):
     ) -> None:
         """Receive messages for `cqrs_ids` and feed them to `handler` in batches, until `stop()`.
 
+        The set-up every transport needs is done here (the transport is open, `CQRS['queue']`
+        is set, a previous `stop()` is forgotten); the broker work is `_consume`.
+
         Args:
             handler: Applies a batch; see `cqrs_core.messages.Handler`.
             cqrs_ids: The CQRS_IDs to bind and apply; messages for others that reach the queue
@@ -137,7 +199,27 @@ class BaseTransport(abc.ABC):
             on_ready: Called once connected and bound.
             on_tick: Called after every batch and at least once a second while idle
                 (liveness probes).
+
+        Raises:
+            TransportClosed: after `close()`.
+            ConfigurationError: `CQRS['queue']` is not set.
         """
+        self._check_open()
+        self.common.require_queue()
+        self._stopping.clear()
+        self._consume(handler, cqrs_ids=frozenset(cqrs_ids), on_ready=on_ready, on_tick=on_tick)
+
+    @abc.abstractmethod
+    def _consume(
+        self,
+        handler: Handler,
+        *,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
+    ) -> None:
+        """The consume loop: bind, call `on_ready`, then take batches, `dispatch` and settle
+        them, calling `on_tick`, until `self.stopping`. Runs in the consuming thread."""
 
     def stop(self) -> None:
         """Ask a running `consume` to return after the batch in hand; safe from any thread."""
@@ -206,12 +288,15 @@ class BaseTransport(abc.ABC):
         """The message to republish for a RETRY: same body with `retries + 1`, aimed at us."""
         assert settled.payload is not None, "only decoded payloads can be retried"
         payload = settled.payload.retried()
+        delay = max(settled.outcome.delay or 0.0, 0.0)
         return Outgoing(
             body=codec.encode(payload),
             cqrs_id=payload.cqrs_id,
             queue=self.common.require_queue(),
             payload=payload,
-            headers={"x-cqrs-retry-reason": settled.outcome.reason[:1000]},
+            headers={wire.RETRY_REASON_HEADER: wire.header_reason(settled.outcome.reason)},
+            delay=delay,
+            due=wire.due_at(delay),
         )
 
     def dead_letter_message(self, settled: Settled) -> Outgoing:
@@ -222,7 +307,7 @@ class BaseTransport(abc.ABC):
             cqrs_id=payload.cqrs_id if payload is not None else "unknown",
             queue=self.common.require_dead_letter_queue(),
             payload=payload,
-            headers={"x-cqrs-dead-reason": settled.outcome.reason[:1000]},
+            headers={wire.DEAD_REASON_HEADER: wire.header_reason(settled.outcome.reason)},
         )
 
     # -- dead letters ----------------------------------------------------------------------
@@ -265,3 +350,28 @@ class BaseTransport(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check_api_version(cls: type[BaseTransport], where: str | None = None) -> None:
+    """Raise `TransportLoadError` unless `cls` declares the contract version this core speaks."""
+    where = where or f"{cls.__module__}.{cls.__qualname__}"
+    declared = getattr(cls, "api_version", None)
+    if isinstance(declared, bool) or not isinstance(declared, int):
+        raise TransportLoadError(
+            f"{where} does not declare `api_version`: add `api_version = {TRANSPORT_API_VERSION}` "
+            "to the class (the transport API version it was written and tested against)."
+        )
+
+
+def _defines(cls: type, attr: str) -> bool:
+    """True if `cls` or a base below `BaseTransport` defines `attr` itself."""
+    for klass in cls.__mro__:
+        if klass is BaseTransport:
+            return False
+        if attr in klass.__dict__:
+            return True
+    return False
+
+
+def _legacy_consume(self: BaseTransport, handler: Handler, **kwargs: Any) -> None:
+    raise NotImplementedError(f"{type(self).__qualname__} overrides consume() itself")

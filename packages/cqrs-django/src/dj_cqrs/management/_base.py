@@ -69,8 +69,14 @@ class DataCommand(BaseCommand):
 
     @staticmethod
     def check_transport() -> None:
-        """Build the transport now, so a bad setting fails before any row is read."""
+        """Build the transport now, so a bad setting fails before any row is read.
+
+        A django-cqrs 3.x style transport class needs no building: events go through its
+        `produce(payload)` as they did under 3.x.
+        """
         try:
+            if conf.legacy_transport_class() is not None:
+                return
             conf.get_transport()
         except (CQRSError, ImproperlyConfigured, ImportError) as exc:
             raise CommandError(f"The CQRS transport cannot be used: {exc}") from None

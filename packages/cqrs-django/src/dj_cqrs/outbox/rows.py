@@ -157,14 +157,14 @@ def _mark_sent_mysql(connection: Any, ids: list[int], keep_days: float) -> int:
     """
     quote = connection.ops.quote_name
     table = quote(OutboxEvent._meta.db_table)
-    where = f"WHERE {quote('id')} = %s"
-    if keep_days <= 0:
-        sql = f"DELETE o FROM {table} AS o FORCE INDEX (PRIMARY) {where.replace('WHERE ', 'WHERE o.')}"
+    if keep_days <= 0:  # the multi-table form: the only DELETE that takes an index hint
+        sql = f"DELETE o FROM {table} AS o FORCE INDEX (PRIMARY) WHERE o.{quote('id')} = %s"
         params: list[list[Any]] = [[row_id] for row_id in ids]
     else:
         sql = (
             f"UPDATE {table} FORCE INDEX (PRIMARY) SET {quote('sent_at')} = %s, "
-            f"{quote('claimed_by')} = '', {quote('claimed_until')} = NULL {where}"
+            f"{quote('claimed_by')} = '', {quote('claimed_until')} = NULL "
+            f"WHERE {quote('id')} = %s"
         )
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         params = [[now, row_id] for row_id in ids]

@@ -22,6 +22,8 @@ class ReplicaMeta(ModelBase):
         meta = getattr(cls, "_meta", None)
         if meta is None or meta.proxy:
             return cls
+        if not getattr(cls, "CQRS_ID", None):
+            return cls  # unregistered; `manage.py check` reports it (cqrs.E013), no traceback
         if not meta.abstract or (
             "CQRS_ID" in attrs and getattr(cls, "CQRS_NO_DB_OPERATIONS", False) is True
         ):
