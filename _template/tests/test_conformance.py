@@ -27,4 +27,5 @@ class TestTemplateConformance(TransportConformance):
             "exchange": unique_name("cqrs"),
         }
         yield options
-        # Delete every queue/topic/key this test created on the broker.
+        # Delete every queue/topic/key this test created on the broker, including the
+        # `<exchange>_other` / `<queue>_other` ones of the suite's exchange test.

@@ -122,7 +122,10 @@ class AsyncQueueTransport(AsyncioTransport):
     async def _apublish(self, messages: Sequence[Outgoing]) -> None:
         await self._broker.publish(
             [
-                (self._in_exchange(routing.message_key(m.cqrs_id, m.queue)), _Envelope(m.body, m.queue))
+                (
+                    self._in_exchange(routing.message_key(m.cqrs_id, m.queue)),
+                    _Envelope(m.body, m.queue),
+                )
                 for m in messages
             ]
         )

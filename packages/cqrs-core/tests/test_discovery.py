@@ -254,7 +254,9 @@ def test_broken_dotted_path(spec: str) -> None:
 
 
 def test_base_class_itself_is_abstract() -> None:
-    with pytest.raises(TransportLoadError, match="abstract; it must implement: _close, _consume, _publish"):
+    with pytest.raises(
+        TransportLoadError, match="abstract; it must implement: _close, _consume, _publish"
+    ):
         get_transport_class("cqrs_core.transports.base.BaseTransport")
 
 

@@ -29,6 +29,7 @@ class JsonLinesTransport(BaseTransport):
     """Publishes to a JSON-lines file; consuming is done by the test (`published`)."""
 
     name = "jsonlines"
+    api_version = 1
 
     def _publish(self, messages: Sequence[Outgoing]) -> None:
         lines = []

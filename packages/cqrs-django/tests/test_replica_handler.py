@@ -31,14 +31,14 @@ def test_applied_and_unknown_cqrs_id_is_dead() -> None:
         [payload("item", data(1, 0, 0, name="a")), payload("nobody", data(1, 0, 0))]
     )
     assert kinds(outcomes) == ["applied", "dead"]
-    assert "unknown cqrs_id 'nobody'" in outcomes[1].reason
+    assert "no replica model has CQRS_ID 'nobody' in this service" in outcomes[1].reason
     assert Item.objects.get(pk=1).name == "a"
 
 
 @pytest.mark.django_db
-def test_ids_outside_the_handler_filter_are_dead() -> None:
+def test_ids_outside_the_handler_filter_are_released() -> None:
     outcomes = make_handler(["author"])([payload("item", data(1, 0, 0, name="a"))])
-    assert kinds(outcomes) == ["dead"]
+    assert kinds(outcomes) == ["release"]
     assert not Item.objects.exists()
 
 

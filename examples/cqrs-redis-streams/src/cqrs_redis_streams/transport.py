@@ -41,8 +41,8 @@ from cqrs_core import (
     TransportError,
     TransportPayload,
     codec,
+    wire,
 )
-from cqrs_core import wire
 from cqrs_core.messages import Settled
 
 from cqrs_redis_streams import _scripts

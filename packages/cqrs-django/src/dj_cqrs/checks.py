@@ -46,6 +46,7 @@ DJANGO_KEYS: Mapping[str, frozenset[str]] = {
             "CQRS_LOG_TIMED_OUT_QUERIES",
             "CQRS_QUERY_LOGGER",
             "CQRS_BULK_APPLY",
+            "tombstone_retention",
         }
     ),
 }

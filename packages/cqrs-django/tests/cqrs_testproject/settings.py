@@ -106,13 +106,14 @@ else:
             "OPTIONS": {"timeout": 30},
         }
     }
-    # IMMEDIATE by default (Django >= 5.1): the tests run masters, outbox publishers and
-    # consumers against one SQLite file at once, as the README advises users to configure it.
-    _mode = os.environ.get(
-        "CQRS_TEST_SQLITE_TRANSACTION_MODE", "IMMEDIATE" if django.VERSION >= (5, 1) else ""
-    )
-    if _mode:
+    # IMMEDIATE by default: the tests run masters, outbox publishers and consumers against one
+    # SQLite file at once, as the README advises users to configure it (Django < 5.1 has no
+    # `transaction_mode`: a backend of the test project starts its transactions so).
+    _mode = os.environ.get("CQRS_TEST_SQLITE_TRANSACTION_MODE", "IMMEDIATE")
+    if _mode and django.VERSION >= (5, 1):
         DATABASES["default"]["OPTIONS"]["transaction_mode"] = _mode
+    elif _mode == "IMMEDIATE":
+        DATABASES["default"]["ENGINE"] = "cqrs_testproject.sqlite_immediate"
 
 CQRS = {
     "transport": os.environ.get("CQRS_TEST_TRANSPORT", "memory"),

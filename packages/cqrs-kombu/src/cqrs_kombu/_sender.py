@@ -68,7 +68,9 @@ class Sender:
         try:
             self.publish(body, routing_key, headers=headers, expiration=expiration)
         except Unroutable:
-            self.direct(body, queue, headers={**(headers or {}), wire.ROUTING_KEY_HEADER: routing_key})
+            self.direct(
+                body, queue, headers={**(headers or {}), wire.ROUTING_KEY_HEADER: routing_key}
+            )
 
     def direct(
         self,

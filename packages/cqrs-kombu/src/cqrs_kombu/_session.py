@@ -107,7 +107,9 @@ class Session:
                 self.leases.maintain()
             collect(limit, min(_IDLE_WAIT, self.scheduler.seconds_to_next_due()))
             if self._buffer:
-                batch, self._buffer[:] = list(self._buffer), []
+                # AMQP delivers up to the prefetch count at once: never hand over more than
+                # batch_size (the rest is the next batch).
+                batch, self._buffer[:] = self._buffer[:limit], self._buffer[limit:]
                 self._handle(handler, batch)
             self.scheduler.tick()
             if on_tick is not None:
@@ -115,7 +117,9 @@ class Session:
 
     def _collect(self, limit: int, idle: float) -> None:
         """Consumer backends: wait up to `idle` for a message, then up to the batch timeout."""
-        self._drain(idle)
+        if len(self._buffer) >= limit:
+            return  # left over from the last drain: a full batch is already waiting
+        self._drain(0.0 if self._buffer else idle)
         if self._buffer:
             deadline = time.monotonic() + self.common.batch_timeout
             while len(self._buffer) < limit and not self.transport.stopping:

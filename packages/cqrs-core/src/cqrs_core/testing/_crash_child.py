@@ -12,16 +12,19 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from cqrs_core.messages import Outcome
 from cqrs_core.payload import TransportPayload
+from cqrs_core.transports.base import BaseTransport
 
 
 def main() -> None:
     module, _, name = sys.argv[1].partition(":")
-    cls = importlib.import_module(module)
+    target: Any = importlib.import_module(module)
     for part in name.split("."):
-        cls = getattr(cls, part)
+        target = getattr(target, part)
+    cls: type[BaseTransport] = target
     spec = json.loads(sys.stdin.read())
 
     def handler(payloads: Sequence[TransportPayload]) -> list[Outcome]:

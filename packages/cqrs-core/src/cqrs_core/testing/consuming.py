@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -169,11 +170,13 @@ def crash_in_subprocess(
             f"crash_in_subprocess needs JSON-serializable transport options ({exc}); override "
             "the suite's `crash_consumer` fixture to crash your consumer another way"
         ) from None
+    # stderr goes to a file: a chatty client library must not block on a full pipe.
+    errors = tempfile.TemporaryFile()
     child = subprocess.Popen(
         [sys.executable, "-m", "cqrs_core.testing._crash_child", target],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
     )
     assert child.stdin is not None and child.stdout is not None
     try:
@@ -184,9 +187,11 @@ def crash_in_subprocess(
         while not line.startswith(b"taken"):
             left = deadline - time.monotonic()
             if left <= 0 or child.poll() is not None:
-                err = child.stderr.read().decode(errors="replace") if child.poll() else ""
+                errors.seek(0)
+                err = errors.read().decode(errors="replace")[-2000:]
                 raise AssertionError(
-                    f"the consumer subprocess took no message within {timeout} s {err[-2000:]}"
+                    f"the consumer subprocess took no message within {timeout} s; its stderr:\n"
+                    f"{err}"
                 )
             ready, _, _ = select.select([child.stdout], [], [], min(left, 0.5))
             if ready:
@@ -194,6 +199,5 @@ def crash_in_subprocess(
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(30)
-        for stream in (child.stdout, child.stderr):
-            if stream is not None:
-                stream.close()
+        child.stdout.close()
+        errors.close()

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
-from cqrs_core import codec, routing, wire
+from cqrs_core import codec, routing
 from cqrs_core.constants import DEFAULT_EXCHANGE
 from cqrs_core.exceptions import PublishError
 from cqrs_core.messages import DeadLetter, Handler, Inbound, OutcomeKind, Outgoing, Settled

@@ -156,18 +156,25 @@ class RawMasterMixin(models.Model):
         values: Any,
         update_fields: Any,
         forced_update: bool,
-    ) -> bool:
+        *returning: Any,
+    ) -> Any:
         """Django's UPDATE of a save, reading the new `cqrs_revision` back with RETURNING.
 
         The revision is incremented in SQL (`F() + 1`: concurrent saves never reuse one), so its
         new value must be read back; on PostgreSQL and SQLite 3.35+ the UPDATE itself returns
         it instead of a `refresh_from_db()` SELECT after every save.
+
+        Django >= 6.0 passes `returning_fields` and wants the returned rows back (a list); it
+        then reads the fields set by expressions itself, so only a save whose sole such field is
+        the revision keeps this statement.
         """
         revision = _expression_for(values, "cqrs_revision")
         connection = connections[using]
         statement, params = "", ()
+        wanted = list(returning[0]) if returning else None
         if (
             revision is not None
+            and (wanted is None or wanted == [revision])
             and not self._meta.select_on_save
             and connection.vendor in _RETURNING_UPDATE
             and connection.features.can_return_rows_from_bulk_insert
@@ -180,21 +187,23 @@ class RawMasterMixin(models.Model):
         if not statement:  # not one plain UPDATE returning the revision: Django's way
             if combined.pending(self):
                 combined.give_up(self)
-            return super()._do_update(  # type: ignore[misc, no-any-return]
-                base_qs, using, pk_val, values, update_fields, forced_update
+            return super()._do_update(  # type: ignore[misc]
+                base_qs, using, pk_val, values, update_fields, forced_update, *returning
             )
+        done: bool | None = None
         if combined.pending(self):
             done = combined.update(self, using, statement, params, revision)
-            if done is not None:
-                return done
-        column = connection.ops.quote_name(revision.column)
-        with connection.cursor() as cursor:
-            cursor.execute(f"{statement} RETURNING {column}", params)
-            row = cursor.fetchone()
-        if row is None:
-            return False
-        self.__dict__[revision.attname] = row[0]
-        return True
+        if done is None:
+            column = connection.ops.quote_name(revision.column)
+            with connection.cursor() as cursor:
+                cursor.execute(f"{statement} RETURNING {column}", params)
+                row = cursor.fetchone()
+            done = row is not None
+            if done:
+                self.__dict__[revision.attname] = row[0]
+        if wanted is None:
+            return done
+        return [(self.__dict__[revision.attname],)] if done else []
 
     def _do_insert(
         self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: bool
@@ -308,13 +317,24 @@ class RawMasterMixin(models.Model):
     def cqrs_sync(self, using: str | None = None, queue: str | None = None) -> bool:
         """Send this instance to replicas (one `queue`, or all) as a SYNC event.
 
+        As in django-cqrs 3.x, the instance is first reloaded from the database (unless a
+        CQRS_SERIALIZER reloads it anyway), so a stale copy never sends old values.
+
         Returns:
-            True if a SYNC was queued (published on commit), False if the model does not
-            produce or `is_sync_instance()` says no.
+            True if a SYNC was queued (published on commit), False if the instance was never
+            saved or no longer exists, the model does not produce, or `is_sync_instance()`
+            says no.
         """
-        if not self.CQRS_PRODUCE or not self.is_sync_instance():
+        if self._state.adding or not self.CQRS_PRODUCE:
             return False
         db = using or self._state.db or router.db_for_write(type(self), instance=self)
+        if not self.CQRS_SERIALIZER:
+            try:
+                self.refresh_from_db(using=db)
+            except type(self).DoesNotExist:  # type: ignore[attr-defined]
+                return False
+        if not self.is_sync_instance():
+            return False
         enqueue(db, [sync_event(self, db, queue, deferred=True)])
         return True
 

@@ -17,7 +17,8 @@ class TombstoneQuerySet(models.QuerySet["Tombstone"]):
         """Delete tombstones written before `before`; return how many.
 
         Safe once no message older than `before` can still arrive: keep at least the message
-        TTL plus the longest retry period (by default one day plus an hour).
+        TTL plus the longest retry period (`dj_cqrs.replica.retention`, which `cqrs_consume`
+        and `cqrs_tombstones purge` use to delete in short batches).
         """
         deleted, _ = self.filter(deleted_at__lt=before).delete()
         return deleted

@@ -6,6 +6,11 @@ or SIGINT asks each to stop (SIGTERM: the worker lets its transport finish and s
 batch in hand), waits `shutdown_timeout` seconds, kills what is left and waits
 `sigkill_timeout` more. A single in-process worker enforces `shutdown_timeout` itself.
 Messages of a batch cut short that way were not acknowledged: the broker delivers them again.
+
+A configuration error (no such virtual host, bad credentials, a setting the transport refuses)
+is not retried: reconnecting cannot fix it, and a worker retrying it forever would print the
+same traceback every few seconds while looking alive. The worker stops with the error's fix
+(exit status `CONFIG_EXIT_CODE`) and the supervisor stops the others instead of restarting it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
+
+from cqrs_core.exceptions import ConfigurationError
+from cqrs_core.messages import Outgoing, Settled
 from dj_cqrs.replica.probes import Heartbeat, Probes, remove, touch
 
 logger = logging.getLogger("django-cqrs")
@@ -28,6 +38,10 @@ _QUICK_DEATH = 5.0
 """A worker that dies sooner than this after starting is restarted after a growing pause."""
 _OVERDUE_EXIT_CODE = 1
 """Exit status of a consumer that had to be cut off after `shutdown_timeout`."""
+CONFIG_EXIT_CODE = 78
+"""Exit status of a worker stopped by a configuration error (sysexits' EX_CONFIG): the
+supervisor does not restart it."""
+_CONFIG_ERRORS = (ConfigurationError, ImproperlyConfigured)
 
 
 class Output(Protocol):
@@ -38,7 +52,35 @@ class Output(Protocol):
     def flush(self) -> Any: ...
 
 
-__all__ = ["Supervisor", "run_worker", "touch", "worker_main"]
+__all__ = ["CONFIG_EXIT_CODE", "Supervisor", "run_worker", "touch", "worker_main"]
+
+
+def config_error(exc: BaseException) -> CommandError:
+    """The error that stops a worker on a configuration problem, with what to do."""
+    return CommandError(
+        f"{exc}\nThe consumer stopped: this is a configuration problem, and reconnecting "
+        "cannot fix it. Fix the setting, then start cqrs_consume again."
+    )
+
+
+def _log_dead_letters(transport: Any) -> None:
+    """Say `dead-lettered <cqrs_id>:<pk> (<reason>)` for every message the transport stores
+    as a dead letter, whoever decided it (the handler, the retry policy, a malformed body):
+    every transport builds the stored copy through `dead_letter_message`."""
+    build = transport.dead_letter_message
+
+    def dead_letter_message(settled: Settled) -> Outgoing:
+        payload = settled.payload
+        if payload is None:
+            what = "CQRS message dead-lettered (undecodable)"
+        else:
+            what = (
+                f"CQRS {payload.signal_type} dead-lettered {payload.cqrs_id}:{payload.instance_pk}"
+            )
+        logger.warning("%s (%s)", what, settled.outcome.reason)
+        return build(settled)
+
+    transport.dead_letter_message = dead_letter_message
 
 
 def run_worker(
@@ -105,9 +147,14 @@ def run_worker(
     failures = 0
     try:
         while not stop.is_set():
-            transport = state["transport"] = conf.get_transport()
+            try:
+                transport = state["transport"] = conf.get_transport()
+            except _CONFIG_ERRORS as exc:
+                raise config_error(exc) from None
             if stop.is_set():
                 break
+            if "dead_letter_message" not in vars(transport):
+                _log_dead_letters(transport)
 
             def ready(transport: Any = transport) -> None:
                 nonlocal failures
@@ -121,6 +168,8 @@ def run_worker(
 
             try:
                 consume(cqrs_ids, transport=transport, on_ready=ready, on_tick=probes.tick)
+            except _CONFIG_ERRORS as exc:
+                raise config_error(exc) from None
             except Exception:
                 probes.not_ready()
                 failures += 1
@@ -173,7 +222,12 @@ def worker_main(settings_module: str, cqrs_ids: list[str], heartbeat: Heartbeat 
                 stop.set()
 
     threading.Thread(target=orphaned, daemon=True).start()
-    run_worker(cqrs_ids, heartbeat=heartbeat, stop_event=stop)
+    try:
+        run_worker(cqrs_ids, heartbeat=heartbeat, stop_event=stop)
+    except CommandError as exc:  # a configuration error: say it once, exit, not restarted
+        sys.stderr.write(f"cqrs_consume: worker {os.getpid()} stopped: {exc}\n")
+        sys.stderr.flush()
+        sys.exit(CONFIG_EXIT_CODE)
 
 
 def _install_signals(handler: Callable[..., None]) -> dict[int, Any]:
@@ -241,9 +295,15 @@ class Supervisor:
         self.stop_event = threading.Event()
         self.context = multiprocessing.get_context("spawn")
         self._shown_ready = False
+        self.config_failure: int | None = None
+        """Pid of a worker that stopped on a configuration error (then everything stops)."""
 
     def run(self) -> bool:
-        """Supervise until asked to stop; False if a worker had to be killed on the way out."""
+        """Supervise until asked to stop; False if a worker had to be killed on the way out.
+
+        Raises:
+            CommandError: a worker stopped on a configuration error (its message is above).
+        """
         previous = _install_signals(lambda *_: self.stop_event.set())
         snapshot = self._snapshot() if self.reload else None
         clean = True
@@ -272,6 +332,12 @@ class Supervisor:
             _restore_signals(previous)
             remove(self.readiness_file)
         self._say("stopped" if clean else "stopped (some workers had to be killed)")
+        if self.config_failure is not None:
+            raise CommandError(
+                f"Worker {self.config_failure} stopped on a configuration error (its message is "
+                "above); the other workers were stopped too. Fix the setting, then start "
+                "cqrs_consume again."
+            )
         return clean
 
     def _say(self, text: str) -> None:
@@ -320,6 +386,12 @@ class Supervisor:
                 continue
             if process is not None:
                 process.join(0)
+                if process.exitcode == CONFIG_EXIT_CODE:
+                    self.config_failure = process.pid
+                    slot.process = None
+                    self._say(f"worker {process.pid} stopped on a configuration error; stopping")
+                    self.stop_event.set()
+                    return
                 quick = now - slot.started < _QUICK_DEATH
                 slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
                 pause = min(0.5 * 2 ** (slot.quick_deaths - 1), 30.0) if quick else 0.0

@@ -28,6 +28,7 @@ class RecordingTransport(BaseTransport):
     """Keeps every accepted batch; `fail_next` makes the next publishes raise PublishError."""
 
     name = "recording"
+    api_version = 1
     batches: ClassVar[list[list[Sent]]] = []
     fail_next: ClassVar[int] = 0
     instances: ClassVar[int] = 0
