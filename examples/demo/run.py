@@ -24,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,6 +39,18 @@ DEFAULT_URLS = {
     "kafka": "kafka://127.0.0.1:9092",
 }
 STARTED = time.monotonic()
+
+
+def masked(url: str) -> str:
+    """`url` with its password replaced by `***`, for what the demo prints."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -97,6 +110,12 @@ class Demo:
         )
         self.exchange = args.exchange or ("cqrs" if embedded else f"cqrs_demo_{run_id}")
         self.queue = args.queue or ("storefront" if embedded else f"storefront_{run_id}")
+        self.own_names = {
+            "exchange": not args.exchange and not embedded,
+            "queue": not args.queue and not embedded,
+        }
+        """Broker names this run made up (removed on exit); names given on the command line
+        may be shared with other services, so they are left alone."""
         env = dict(os.environ)
         env.update(
             DEMO_DIR=str(self.workdir),
@@ -118,15 +137,56 @@ class Demo:
             return
         self.cleaned = True
         self.processes.stop_all()
+        if self.args.transport == "rabbitmq":
+            self.remove_rabbitmq_names()
         if self.args.keep:
             print(f"kept {self.workdir}", flush=True)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def remove_rabbitmq_names(self) -> None:
+        """Delete the queues and exchanges this run declared on RabbitMQ (its own names only)."""
+        try:
+            import pika
+
+            from cqrs_rabbitmq import RabbitMQTransport
+        except ImportError:
+            return
+        options = {"url": self.url, "exchange": self.exchange, "queue": self.queue}
+        topology = RabbitMQTransport(options).topology
+        queues = (
+            [topology.queue, topology.dead_letter_queue, topology.delay_queue]
+            if self.own_names["queue"]
+            else []
+        )
+        exchanges = (
+            [topology.exchange, topology.delay_exchange] if self.own_names["exchange"] else []
+        )
+        if not queues and not exchanges:
+            return
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        except Exception as exc:  # noqa: BLE001 (cleanup must not hide the demo's result)
+            print(f"could not remove the demo's RabbitMQ queues: {exc}", flush=True)
+            return
+        try:
+            channel = connection.channel()
+            for queue in queues:
+                channel.queue_delete(queue)
+            for exchange in exchanges:
+                channel.exchange_delete(exchange)
+        finally:
+            connection.close()
+        print(
+            f"removed RabbitMQ queues {', '.join(queues) or 'none'} and exchanges "
+            f"{', '.join(exchanges) or 'none'}",
+            flush=True,
+        )
+
     # -- the steps ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        shown = self.url.replace(str(self.workdir), "<tmp>")
+        shown = masked(self.url).replace(str(self.workdir), "<tmp>")
         say(
             f"transport {self.args.transport} at {shown}, exchange {self.exchange!r}, "
             f"replica queue {self.queue!r}; work folder {self.workdir}"

@@ -128,3 +128,43 @@ def test_dump_of_a_hostile_dead_letter_is_escaped_and_json_is_exact(
     [record] = [json.loads(line) for line in exact.stdout.splitlines()]
     assert record["body"].encode("utf-8", "surrogateescape") == HOSTILE
     assert record["reason"].startswith("malformed message")
+
+
+def test_messages_no_worker_takes_are_dead_lettered_after_bounded_releases(
+    replication: Replication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker started with --cqrs-id item alone: author messages are released to the tail,
+    then, past the release bounds, dead-lettered with the reason instead of circulating."""
+    import threading
+
+    from cqrs_testproject.replica_app.models import Item
+
+    from dj_cqrs import conf
+    from dj_cqrs.consumer import consume
+    from dj_cqrs.replica import releases
+
+    monkeypatch.setattr(releases, "RELEASE_LIMIT", 5)
+    monkeypatch.setattr(releases, "RELEASE_WINDOW", 1.0)
+    queue = replication.backend.queue
+    transport = replication.transport()
+    transport.declare(["author", "item"])
+    transport.produce_many([item(n, "author") for n in range(20)])
+    transport.produce(item(2))
+    worker = conf.transport_class()(conf.transport_options())
+    thread = threading.Thread(target=consume, args=(["item"],), kwargs={"transport": worker})
+    thread.start()
+    try:
+        replication.wait_until(lambda: Item.objects.filter(pk=2).exists(), "the item message")
+        replication.wait_until(
+            lambda: depth(replication, f"dead_letter_{queue}") == 20
+            and depth(replication, queue) == 0,
+            "20 dead letters and an empty queue",
+        )
+    finally:
+        worker.stop()
+        thread.join(WAIT)
+        worker.close()
+    letters = transport.dead_letters()
+    assert {json.loads(letter.body)["cqrs_id"] for letter in letters} == {"author"}
+    assert letters[0].reason.startswith("no worker of this service takes CQRS_ID 'author'")
+    assert "--cqrs-id item" in letters[0].reason

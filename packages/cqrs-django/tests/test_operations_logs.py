@@ -9,6 +9,7 @@ without its password.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -166,3 +167,15 @@ def test_a_closed_port_says_cannot_connect(consumer: Callable[..., ConsumeProces
     line = proc.wait_for(rf"127\.0\.0\.1:{port}").string
     assert "cannot connect" in line.lower() and "refused" in line.lower(), line
     assert "unacknowledged" not in line, line
+
+
+def test_an_out_of_order_save_is_not_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Two workers applying one row's create and update in either order is normal."""
+    from dj_cqrs.replica.rules import Verdict, log_verdict
+
+    with caplog.at_level(logging.DEBUG, "django-cqrs"):
+        log_verdict(Verdict.OUT_OF_ORDER, "item", 1, stored=2, incoming=1)
+    (record,) = caplog.records
+    assert record.levelno < logging.WARNING
+    assert record.getMessage().startswith("Wrong CQRS sync order, skipped: pk = 1, ")
+    assert "already has the newer revision" in record.getMessage()

@@ -62,10 +62,10 @@ def test_duplicate_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
     assert "duplicate" in caplog.text
 
 
-def test_out_of_order_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_out_of_order_is_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     save(1, 0, 0)
     save(1, 2, 2)
-    with caplog.at_level(logging.WARNING, "django-cqrs"):
+    with caplog.at_level(logging.INFO, "django-cqrs"):
         save(1, 1, 1)
     assert (item().name, item().cqrs_revision) == ("r2", 2)
     assert "Wrong CQRS sync order" in caplog.text

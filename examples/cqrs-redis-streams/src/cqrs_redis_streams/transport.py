@@ -64,7 +64,13 @@ class RedisStreamsTransport(BaseTransport):
     name = "redis_streams"
     api_version = 1  # the cqrs-core transport API this was written against (checked on load)
     capabilities = frozenset(
-        {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
+        {
+            Capability.DELAYED_RETRY,
+            Capability.DEAD_LETTER,
+            Capability.REDELIVERY,
+            # Stream ids are timestamps: entries older than dead_message_ttl are never read.
+            Capability.DEAD_LETTER_TTL,
+        }
     )
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -283,6 +289,10 @@ class RedisStreamsTransport(BaseTransport):
         if acks:
             pipe.execute()
 
+    def _live_from(self) -> str:
+        """First dead-letter id still within `dead_message_ttl` (ids are ms timestamps)."""
+        return self._dead_minid() or "-"
+
     def _dead_minid(self) -> str | None:
         ttl = self.common.dead_message_ttl
         return None if ttl is None else str(int((time.time() - ttl) * 1000))
@@ -292,7 +302,7 @@ class RedisStreamsTransport(BaseTransport):
     def dead_letters(self, *, limit: int | None = None) -> list[DeadLetter]:
         dead = self.settings.dead(self.common.require_queue())
         with self._errors("read dead letters"):
-            entries = self._xrange(dead, "-", limit)
+            entries = self._xrange(dead, self._live_from(), limit)
         letters = []
         for _, fields in entries:
             body = fields.get(b"body", b"")
@@ -303,7 +313,7 @@ class RedisStreamsTransport(BaseTransport):
         """Send dead letters back to this service (retries reset); malformed ones stay."""
         queue = self.common.require_queue()
         dead = self.settings.dead(queue)
-        revived, start = 0, "-"
+        revived, start = 0, self._live_from()
         with self._errors("retry dead letters"):
             while limit is None or revived < limit:
                 page = self._xrange(dead, start, _PAGE)
@@ -325,9 +335,11 @@ class RedisStreamsTransport(BaseTransport):
         dead = self.settings.dead(self.common.require_queue())
         with self._errors("purge dead letters"):
             pipe = self.redis.pipeline(transaction=True)
+            if (minid := self._dead_minid()) is not None:
+                pipe.xtrim(dead, minid=minid)  # expired ones are not counted
             pipe.xlen(dead)
             pipe.delete(dead)
-            count, _ = pipe.execute()
+            count = pipe.execute()[-2]
         return int(count)
 
     def _xrange(self, key: str, start: str, count: int | None) -> list[_Entry]:

@@ -19,7 +19,7 @@ import contextlib
 import difflib
 import logging
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import (
@@ -32,9 +32,10 @@ from django.db import (
 
 from cqrs_core.constants import SignalType
 from cqrs_core.exceptions import ConfigurationError
-from cqrs_core.messages import Handler, Outcome
+from cqrs_core.messages import Handler, Inbound, Outcome, Settled
 from cqrs_core.payload import TransportPayload
 from cqrs_core.transports import BaseTransport
+from dj_cqrs.observability import metrics
 from dj_cqrs.registries import ReplicaRegistry
 from dj_cqrs.replica import errors
 from dj_cqrs.replica.errors import raising_errors
@@ -84,13 +85,27 @@ def resolve_cqrs_ids(cqrs_ids: Iterable[str] | None = None) -> list[str]:
 
 def make_handler(cqrs_ids: Collection[str] | None = None) -> Handler:
     """A cqrs-core `Handler` that applies payloads for `cqrs_ids` (None: every replica model)."""
+    from dj_cqrs.replica.releases import ReleaseLedger
+
     allowed = frozenset(cqrs_ids) if cqrs_ids is not None else None
+    ledger = None
 
     def handler(payloads: Sequence[TransportPayload]) -> list[Outcome]:
         _refresh_connections()
-        return apply_batch(payloads, allowed=allowed)
+        outcomes = apply_batch(payloads, allowed=allowed)
+        return outcomes if ledger is None else ledger.bound(payloads, outcomes)
 
-    return handler
+    return metrics.instrument_handler(handler)
+
+
+def no_model_reason(cqrs_id: str) -> str:
+    """Why a message for a CQRS_ID no replica model has is dead-lettered (kept for a redeploy)."""
+    registered = ", ".join(sorted(ReplicaRegistry.models)) or "none"
+    return (
+        f"no replica model has CQRS_ID {cqrs_id!r} in this service: a stale queue binding or "
+        f"a removed model (registered: {registered}); deploy the model, then run "
+        "`cqrs_dead_letters retry`, or unbind the routing key and purge"
+    )
 
 
 def apply_batch(
@@ -101,10 +116,10 @@ def apply_batch(
     work: list[tuple[int, TransportPayload, Any]] = []
     for index, payload in enumerate(payloads):
         model = ReplicaRegistry.get_model_by_cqrs_id(payload.cqrs_id)
-        if model is None or (allowed is not None and payload.cqrs_id not in allowed):
-            outcomes[index] = Outcome.dead(
-                f"unknown cqrs_id {payload.cqrs_id!r}: no replica model consumes it here"
-            )
+        if model is None:
+            outcomes[index] = Outcome.dead(no_model_reason(payload.cqrs_id))
+        elif allowed is not None and payload.cqrs_id not in allowed:
+            outcomes[index] = Outcome.release()  # another worker (other --cqrs-id) takes it
         elif _ignored_broadcast_sync(model, payload):
             outcomes[index] = Outcome.skipped("broadcast SYNC ignored (CQRS_ONLY_DIRECT_SYNCS)")
         else:
@@ -356,9 +371,48 @@ def consume(
     Raises:
         ConfigurationError: no replica model, or an unknown CQRS_ID.
     """
+    from dj_cqrs.replica.retention import TombstonePurger
+
     ids = resolve_cqrs_ids(cqrs_ids)
     if transport is None:
         from dj_cqrs.conf import get_transport
 
         transport = get_transport()
-    transport.consume(make_handler(ids), cqrs_ids=ids, on_ready=on_ready, on_tick=on_tick)
+    purger = TombstonePurger.for_cqrs_ids(ids)
+
+    def tick() -> None:
+        purger.tick()
+        if on_tick is not None:
+            on_tick()
+
+    with _handler_sees_every_id(transport):
+        transport.consume(make_handler(ids), cqrs_ids=ids, on_ready=on_ready, on_tick=tick)
+
+
+@contextlib.contextmanager
+def _handler_sees_every_id(transport: BaseTransport) -> Iterator[None]:
+    """Let the handler dead-letter messages for CQRS_IDs that no replica model has.
+
+    cqrs-core's `dispatch` gives back (RELEASE) every message outside the consumed CQRS_IDs.
+    That suits a worker started with --cqrs-id, whose siblings take the rest, but a message
+    for a model removed from this service (its binding still routes into the queue) would
+    circulate forever, each release putting it at the tail again and delaying good messages.
+    So dispatch runs unfiltered and the handler, which knows the registry, decides: DEAD for
+    no model at all, RELEASE for another worker's CQRS_ID. (Only for the duration of consume;
+    to be replaced by a cqrs-core hook, see docs/lifecycle.md.)
+    """
+    if "dispatch" in vars(transport):  # already wrapped (nested consume): leave it
+        yield
+        return
+    dispatch = transport.dispatch
+
+    def unfiltered(
+        handler: Handler, messages: Sequence[Inbound], *, cqrs_ids: Collection[str] | None
+    ) -> list[Settled]:
+        return dispatch(handler, messages, cqrs_ids=None)
+
+    transport.dispatch = unfiltered  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del transport.dispatch

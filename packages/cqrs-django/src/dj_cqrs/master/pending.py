@@ -11,7 +11,8 @@ written to the outbox table as it is queued, in the same transaction and savepoi
 event replaces its row), and the on-commit callback only queues the rows, with a copy of each
 instance, for the background publisher (`dj_cqrs.outbox.fast_path`), which serializes them:
 nothing on the request's critical path after commit. While `produce` is patched or a 3.x
-transport class is configured, the callback serializes and sends each event itself, as 3.x did.
+transport class is configured, and on SQLite without IMMEDIATE transactions (see
+`dj_cqrs.outbox.sqlite`), the callback serializes and sends the events itself, as 3.x did.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Group:
             reset = getattr(entry.instance, "reset_cqrs_saves_count", None)
             if reset is not None:
                 reset()
-        if producer.synchronous():
+        if producer.synchronous() or _in_this_thread(self.using):
             from dj_cqrs.master.publish import send_at_commit
 
             send_at_commit(self.using, entries)
@@ -99,6 +100,13 @@ class Group:
         from dj_cqrs.master.publish import send_at_commit
 
         send_at_commit(self.using, [e for e in entries if e.outbox_id is None])
+
+
+def _in_this_thread(using: str) -> bool:
+    """SQLite without IMMEDIATE transactions: no publisher thread (`dj_cqrs.outbox.sqlite`)."""
+    from dj_cqrs.outbox.sqlite import sends_in_committing_thread
+
+    return sends_in_committing_thread(using)
 
 
 def _row_id(entry: Entry) -> int:

@@ -221,12 +221,15 @@ def _run(
         pk_sql, pk_params = f"m.{quote(replaced[PK_STAND_IN])}::text", []
     else:
         pk_sql, pk_params = "%s", [str(payload.instance_pk)]
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    when = timezone.now()
+    now = connection.ops.adapt_datetimefield_value(when)
+    claimed_by, until = rows.claim(when)
+    claimed_until = None if until is None else connection.ops.adapt_datetimefield_value(until)
     columns = ", ".join(quote(column) for column in rows.COLUMNS)
     combined = (
         f"WITH m AS ({statement}), "
         f"o AS (INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) "
-        f"SELECT %s, {pk_sql}, %s, %s, {body_sql}, %s, 0, '', '' FROM m RETURNING id) "
+        f"SELECT %s, {pk_sql}, %s, %s, {body_sql}, %s, 0, '', %s, %s FROM m RETURNING id) "
         "SELECT m.*, o.id FROM m, o"
     )
     all_params = [
@@ -237,6 +240,8 @@ def _run(
         payload.queue,
         *body_params,
         now,
+        claimed_by,
+        claimed_until,
     ]
     with connection.cursor() as cursor:
         cursor.execute(combined, all_params)

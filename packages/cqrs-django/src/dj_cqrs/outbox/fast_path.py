@@ -41,6 +41,7 @@ from django.db import connections
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
+from dj_cqrs.observability import metrics
 from dj_cqrs.outbox import committed, notify, rows
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
 
@@ -153,6 +154,9 @@ class _Publisher:
         if self.paused():
             _leave(using, ids, "left to the relay: the broker failed recently", settings)
             return
+        fresh, sources = _still_mine(using, fresh, sources, settings)
+        if not fresh:
+            return
         filled = committed.fill(using, fresh, sources)
         for row_id, reason in filled.failed:  # kept, noted: the relay retries them later
             _leave(using, [row_id], reason, settings)
@@ -162,7 +166,7 @@ class _Publisher:
             expires = expires_in(conf.message_ttl())
             payloads = [dataclasses.replace(p, expires=expires) for _, p in filled.ready]
             try:
-                _produce(payloads)
+                metrics.timed_send(_produce, payloads, "fast_path")
             except Exception as exc:  # noqa: BLE001  (the relay sends them)
                 self.pause(settings.pause_after_failure)
                 error = f"{type(exc).__name__}: {exc}"
@@ -188,6 +192,33 @@ class _Publisher:
     def pause(self, seconds: float) -> None:
         self.paused_until = time.monotonic() + seconds
         self.paused_generation = conf.generation()
+
+
+def _still_mine(
+    using: str,
+    fresh: list[Fresh],
+    sources: list[committed.Source | None],
+    settings: OutboxSettings,
+) -> tuple[list[Fresh], list[committed.Source | None]]:
+    """The rows whose claim lasts long enough to send them; the others are the relay's.
+
+    A burst that takes longer than the claim (`lease`) to publish, or a transaction that
+    committed long after it wrote its rows, must not send a row a relay may send too.
+    """
+    keep = rows.still_claimed(using, [row_id for row_id, _ in fresh], rows.claim_margin(
+        settings.lease
+    ))
+    if len(keep) == len(fresh):
+        return fresh, sources
+    lost = len(fresh) - len(keep)
+    logger.warning(
+        "CQRS outbox: %d event(s) of this process were claimed too long ago (lease %gs); "
+        "`manage.py cqrs_relay` sends them.",
+        lost,
+        settings.lease,
+    )
+    pairs = [(f, s) for f, s in zip(fresh, sources, strict=True) if f[0] in keep]
+    return [f for f, _ in pairs], [s for _, s in pairs]
 
 
 def _batch_size() -> int:
@@ -221,6 +252,7 @@ def _drop_thread_transport() -> None:
 
 def _leave(using: str, ids: Sequence[int], reason: str, settings: OutboxSettings) -> None:
     """Note why rows were left (the relay takes them without waiting `grace`) and wake it."""
+    metrics.set_aside("left_to_relay", len(ids))
     try:
         rows.mark_left(using, ids, reason)
     except Exception:

@@ -27,7 +27,16 @@ class OutboxEvent(models.Model):
     last_error = models.TextField(blank=True, default="")
     claimed_by = models.CharField(max_length=32, blank=True, default="")
     claimed_until = models.DateTimeField(
-        null=True, blank=True, help_text="Claim of a relay (databases without SKIP LOCKED)."
+        null=True,
+        blank=True,
+        help_text="Until then the row belongs to its claimant: the publisher of the process that "
+        "committed it, or a relay (databases without SKIP LOCKED). Nobody else sends it.",
+    )
+    set_aside_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The broker refused the event (see last_error): it is not sent until retried "
+        "with `manage.py cqrs_outbox retry`, and holds back no other row.",
     )
 
     class Meta:

@@ -25,6 +25,7 @@ from cqrs_core.exceptions import MalformedMessage
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
+from dj_cqrs.observability import metrics
 from dj_cqrs.outbox import committed, notify, retention, rows
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
@@ -171,7 +172,10 @@ class Relay:
         """Unsent rows old enough that their own process no longer sends them (or left them)."""
         young = now - datetime.timedelta(seconds=self.settings.grace)
         eligible = OutboxEvent.objects.using(self.using).filter(
-            Q(created_at__lte=young) | Q(attempts__gt=0), sent_at__isnull=True
+            Q(created_at__lte=young) | Q(attempts__gt=0),
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),  # nobody else's now
+            sent_at__isnull=True,
+            set_aside_at__isnull=True,
         )
         self._skipped()  # forget holds that ran out
         return eligible.exclude(id__in=list(self.held)) if self.held else eligible
@@ -223,7 +227,7 @@ class Relay:
         ready = [row for row, _ in filled.ready]
         if ready:
             try:
-                producer.send([payload for _, payload in filled.ready])
+                metrics.timed_send(producer.send, [p for _, p in filled.ready], "relay")
             except Exception as exc:
                 self._note_error([r.id for r in ready], exc)
                 raise
@@ -241,6 +245,7 @@ class Relay:
         if not failed:
             return
         until = time.monotonic() + max(self.settings.max_backoff, 1.0)
+        metrics.set_aside("unserializable", len(failed))
         for row, reason in failed:
             self.held[row.id] = until
             try:
@@ -278,6 +283,7 @@ class Relay:
                 )
                 rows.mark_left(self.using, [row.id], f"relay: undecodable body: {exc}")
                 self.undecodable.add(row.id)
+                metrics.set_aside("undecodable")
             else:
                 decoded.append(row)
         return payloads, decoded

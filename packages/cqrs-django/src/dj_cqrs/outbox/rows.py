@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import OperationalError, connections
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from cqrs_core import codec
@@ -46,16 +46,52 @@ def payloads_of(rows: Sequence[OutboxEvent]) -> list[TransportPayload]:
 
 
 def write(using: str, payloads: Sequence[TransportPayload]) -> list[int]:
-    """INSERT one row per payload in the current transaction (one statement); their ids."""
+    """INSERT one row per payload in the current transaction (one statement); their ids.
+
+    The rows are claimed for this process (`claim`) when it sends them after commit itself.
+    """
     if not payloads:
         return []
     connection = connections[using]
+    now = timezone.now()
+    by, until = claim(now)
     if not connection.features.can_return_rows_from_bulk_insert:
-        now = timezone.now()
         objs = [row_for(payload, now) for payload in payloads]
+        for obj in objs:
+            obj.claimed_by, obj.claimed_until = by, until
         OutboxEvent.objects.using(using).bulk_create(objs)
         return [obj.id for obj in objs]
-    return _insert_returning(connection, payloads)
+    return _insert_returning(connection, payloads, now, by, until)
+
+
+def claim(now: datetime.datetime) -> tuple[str, datetime.datetime | None]:
+    """(claimed_by, claimed_until) of a row written now.
+
+    When this process sends its rows after commit (the fast path, or one by one through
+    `produce`), the row is its own until `lease` seconds from now: the relay does not send it
+    meanwhile, even if publishing a burst takes longer than `grace` (issue 14: bursts went out
+    nearly twice). A crashed process's claim runs out and the relay sends the row then. The
+    publisher never sends a row whose claim is about to end (`claim_margin`).
+    """
+    from dj_cqrs.controller import producer
+    from dj_cqrs.outbox.settings import outbox_settings
+
+    try:
+        settings = outbox_settings()
+    except Exception:  # noqa: BLE001  (invalid settings are reported by checks)
+        return "", None
+    if not (settings.fast_path or producer.synchronous()) or settings.lease <= 0:
+        return "", None
+    return PUBLISHER_CLAIM, now + datetime.timedelta(seconds=settings.lease)
+
+
+PUBLISHER_CLAIM = "publisher"
+"""`claimed_by` of a row the committing process sends itself."""
+
+
+def claim_margin(lease: float) -> float:
+    """Seconds of claim a publisher wants left before it sends a row (else the relay's)."""
+    return min(10.0, lease / 2)
 
 
 COLUMNS = (
@@ -68,6 +104,7 @@ COLUMNS = (
     "attempts",
     "last_error",
     "claimed_by",
+    "claimed_until",
 )
 """Columns of an outbox INSERT, in the order of its values."""
 _sql_cache: dict[tuple[str, int], str] = {}
@@ -96,10 +133,17 @@ def body_of(payload: TransportPayload) -> str:
     return codec.dumps(body)
 
 
-def _insert_returning(connection: Any, payloads: Sequence[TransportPayload]) -> list[int]:
+def _insert_returning(
+    connection: Any,
+    payloads: Sequence[TransportPayload],
+    when: datetime.datetime,
+    by: str,
+    until: datetime.datetime | None,
+) -> list[int]:
     """The INSERT of `bulk_create` without its per-object overhead (PostgreSQL, SQLite 3.35+,
-    MariaDB 10.5+): the rows are known to be plain text and one timestamp."""
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    MariaDB 10.5+): the rows are known to be plain text and two timestamps."""
+    now = connection.ops.adapt_datetimefield_value(when)
+    claimed_until = None if until is None else connection.ops.adapt_datetimefield_value(until)
     ids: list[int] = []
     for start in range(0, len(payloads), _INSERT_CHUNK):
         chunk = payloads[start : start + _INSERT_CHUNK]
@@ -114,7 +158,8 @@ def _insert_returning(connection: Any, payloads: Sequence[TransportPayload]) -> 
                 now,
                 0,
                 "",
-                "",
+                by,
+                claimed_until,
             )
         with connection.cursor() as cursor:
             cursor.execute(_insert_sql(connection, len(chunk)), params)
@@ -124,7 +169,7 @@ def _insert_returning(connection: Any, payloads: Sequence[TransportPayload]) -> 
 
 
 _INSERT_CHUNK = 100
-"""Rows per INSERT statement (9 parameters each: within every backend's parameter limit)."""
+"""Rows per INSERT statement (10 parameters each: within every backend's parameter limit)."""
 
 
 def mark_sent(using: str, ids: Sequence[int], keep_days: float) -> int:
@@ -188,10 +233,48 @@ def _mark_sent_mysql(connection: Any, ids: list[int], keep_days: float) -> int:
             attempt += 1
 
 
-def mark_left(using: str, ids: Sequence[int], reason: str) -> None:
-    """Note why rows were left to the relay (which takes such rows without waiting `grace`)."""
-    OutboxEvent.objects.using(using).filter(id__in=ids, sent_at__isnull=True).update(
-        attempts=F("attempts") + 1, last_error=reason[:2000]
+def still_claimed(using: str, ids: Sequence[int], margin: float) -> set[int]:
+    """Those of `ids` this process may still send: unsent, not set aside, and claimed by a
+    publisher for at least `margin` more seconds (or never claimed: claims are off).
+
+    A row whose claim ran out belongs to the relay: sending it too would send it twice.
+    """
+    if not ids:
+        return set()
+    soon = timezone.now() + datetime.timedelta(seconds=margin)
+    mine = Q(claimed_by=PUBLISHER_CLAIM, claimed_until__gt=soon) | Q(
+        claimed_by="", claimed_until__isnull=True
+    )
+    return set(
+        OutboxEvent.objects.using(using)
+        .filter(mine, id__in=list(ids), sent_at__isnull=True, set_aside_at__isnull=True)
+        .values_list("id", flat=True)
+    )
+
+
+def mark_left(using: str, ids: Sequence[int], reason: str, *, release: bool = True) -> None:
+    """Note why rows were left to the relay (which takes such rows without waiting `grace`).
+
+    `release`: end the claim too, so that a relay takes them at once.
+    """
+    changes: dict[str, Any] = {"attempts": F("attempts") + 1, "last_error": reason[:2000]}
+    if release:
+        changes.update(claimed_by="", claimed_until=None)
+    OutboxEvent.objects.using(using).filter(id__in=ids, sent_at__isnull=True).update(**changes)
+
+
+def set_aside(using: str, ids: Sequence[int], reason: str) -> int:
+    """Rows the broker refused: kept with the reason, sent only after `cqrs_outbox retry`."""
+    return (
+        OutboxEvent.objects.using(using)
+        .filter(id__in=ids, sent_at__isnull=True)
+        .update(
+            attempts=F("attempts") + 1,
+            last_error=reason[:2000],
+            set_aside_at=timezone.now(),
+            claimed_by="",
+            claimed_until=None,
+        )
     )
 
 
@@ -209,7 +292,10 @@ def earlier_pending(
     if not keys:
         return {}
     found = OutboxEvent.objects.using(using).filter(
-        sent_at__isnull=True, id__lt=before, cqrs_id__in={k[0] for k in keys}
+        sent_at__isnull=True,
+        set_aside_at__isnull=True,  # a refused row holds back nothing
+        id__lt=before,
+        cqrs_id__in={k[0] for k in keys},
     )
     if len(keys) <= _MAX_KEYS:
         found = found.filter(instance_pk__in={k[1] for k in keys})

@@ -12,9 +12,11 @@ from django.db import transaction
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
+from dj_cqrs.observability import metrics
 from dj_cqrs.outbox import committed, rows
 from dj_cqrs.outbox.fast_path import publish_fresh
 from dj_cqrs.outbox.models import OutboxEvent
+from dj_cqrs.outbox.sqlite import sends_in_committing_thread
 
 if TYPE_CHECKING:
     from dj_cqrs.master.pending import Entry, Group
@@ -35,6 +37,7 @@ def stage(using: str, group: Group, events: Sequence[tuple[Hashable, Entry]]) ->
             OutboxEvent.objects.using(using).filter(id=old.outbox_id)._raw_delete(using)
         entry = group.entries[key]
         (entry.outbox_id,) = rows.write(using, [entry.payload])
+        metrics.written([entry.payload])
         return
     written: dict[Hashable, Entry] = {}
     stale: list[int] = []
@@ -47,6 +50,7 @@ def stage(using: str, group: Group, events: Sequence[tuple[Hashable, Entry]]) ->
         OutboxEvent.objects.using(using).filter(id__in=stale)._raw_delete(using)
     todo = list(written.values())
     ids = rows.write(using, [e.payload for e in todo])
+    metrics.written([e.payload for e in todo])
     for entry, row_id in zip(todo, ids, strict=True):
         entry.outbox_id = row_id
 
@@ -65,6 +69,7 @@ def write_and_publish(using: str, payloads: Sequence[TransportPayload]) -> bool:
             "CQRS could not write %d event(s) to the outbox on database %r", len(payloads), using
         )
         return False
+    metrics.written(payloads)
     fresh = list(zip(ids, payloads, strict=True))
     transaction.on_commit(lambda: _after_commit(using, fresh), using=using)
     return True
@@ -73,8 +78,38 @@ def write_and_publish(using: str, payloads: Sequence[TransportPayload]) -> bool:
 def _after_commit(using: str, fresh: list[tuple[int, TransportPayload]]) -> None:
     if producer.synchronous():
         send_one_by_one(using, fresh)
+    elif sends_in_committing_thread(using):
+        send_batch_now(using, fresh)
     else:
         publish_fresh(using, fresh)
+
+
+def send_batch_now(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
+    """Send committed rows now in one batch and settle them in this thread (never raises)."""
+    from dj_cqrs.master.publish import settle_rows
+
+    try:
+        filled = committed.fill(using, fresh)
+    except Exception:  # the rows are committed: the relay sends them
+        logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
+        return
+    expires = expires_in(conf.message_ttl())
+    done = list(filled.dropped)
+    left = list(filled.failed)
+    ids = [row_id for row_id, _ in filled.ready]
+    try:
+        producer.send([dataclasses.replace(p, expires=expires) for _, p in filled.ready])
+    except Exception as exc:
+        logger.error(
+            "CQRS could not publish %d event(s) (%s: %s); `manage.py cqrs_relay` sends them",
+            len(ids),
+            type(exc).__name__,
+            exc,
+        )
+        left += [(row_id, f"publish failed: {type(exc).__name__}: {exc}") for row_id in ids]
+    else:
+        done += ids
+    settle_rows(using, done, left)
 
 
 def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:

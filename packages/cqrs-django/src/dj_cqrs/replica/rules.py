@@ -77,8 +77,12 @@ def log_verdict(verdict: Verdict, cqrs_id: str, pk: Any, *, stored: int, incomin
             "Received duplicate CQRS data: pk = %s, cqrs_revision = %s (%s).", pk, incoming, cqrs_id
         )
     elif verdict is Verdict.OUT_OF_ORDER:
-        logger.warning(
-            "Wrong CQRS sync order, skipped: pk = %s, cqrs_revision = new %s / existing %s (%s).",
+        # Harmless by design: the row already holds a newer revision, so this older event has
+        # nothing to add. Routine when several workers apply events of one row (bulk_create then
+        # bulk_update with -w 2): info, as duplicates; 3.x logged it as an error.
+        logger.info(
+            "Wrong CQRS sync order, skipped: pk = %s, cqrs_revision = new %s / existing %s (%s); "
+            "the replica already has the newer revision.",
             pk,
             incoming,
             stored,

@@ -30,6 +30,8 @@ from django.core.management.base import CommandError
 
 from cqrs_core.exceptions import ConfigurationError
 from cqrs_core.messages import Outgoing, Settled
+from dj_cqrs.observability import health, metrics
+from dj_cqrs.observability.server import worker_exited
 from dj_cqrs.replica.probes import Heartbeat, Probes, remove, touch
 
 logger = logging.getLogger("django-cqrs")
@@ -78,6 +80,7 @@ def _log_dead_letters(transport: Any) -> None:
                 f"CQRS {payload.signal_type} dead-lettered {payload.cqrs_id}:{payload.instance_pk}"
             )
         logger.warning("%s (%s)", what, settled.outcome.reason)
+        metrics.dead_lettered(settled)
         return build(settled)
 
     transport.dead_letter_message = dead_letter_message
@@ -104,7 +107,7 @@ def run_worker(
 
     out = out or sys.stdout
     stop = stop_event or threading.Event()
-    probes = Probes(liveness_file, readiness_file, heartbeat)
+    probes = health.watch(Probes(liveness_file, readiness_file, heartbeat))
     state: dict[str, Any] = {"transport": None, "requested": False, "finished": False}
     watchdog: list[threading.Timer] = []
 
@@ -213,6 +216,7 @@ def worker_main(settings_module: str, cqrs_ids: list[str], heartbeat: Heartbeat 
     import django
 
     django.setup()
+    metrics.worker_started()
     stop = threading.Event()
 
     def orphaned() -> None:
@@ -365,10 +369,12 @@ class Supervisor:
         ticks = [slot.heartbeat.ticks if slot.heartbeat else 0 for slot in self.slots]
         if all(now > slot.seen_ticks for now, slot in zip(ticks, self.slots, strict=True)):
             touch(self.liveness_file)
+            health.tick()
             for now, slot in zip(ticks, self.slots, strict=True):
                 slot.seen_ticks = now
 
     def _set_ready(self, ready: bool) -> None:
+        health.set_ready(ready)
         if ready == self._shown_ready:
             return
         self._shown_ready = ready
@@ -386,6 +392,7 @@ class Supervisor:
                 continue
             if process is not None:
                 process.join(0)
+                worker_exited(process.pid)
                 if process.exitcode == CONFIG_EXIT_CODE:
                     self.config_failure = process.pid
                     slot.process = None

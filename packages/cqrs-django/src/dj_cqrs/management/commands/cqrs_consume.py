@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cqrs_core.exceptions import CQRSError
 from dj_cqrs.consumer import resolve_cqrs_ids
+from dj_cqrs.observability.server import serve_consumer
 from dj_cqrs.replica.worker import Supervisor
 
 
@@ -88,6 +89,14 @@ class Command(BaseCommand):
             help="File that exists while the consumer is connected and bound (with -w N: every "
             "worker); removed when shutdown starts and on exit.",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            metavar="PORT",
+            help="Serve /metrics, /livez and /readyz on this port (overrides "
+            "CQRS['metrics']['port']; needs cqrs-django[prometheus]).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         workers = options["workers"]
@@ -107,6 +116,7 @@ class Command(BaseCommand):
             return
         from dj_cqrs.replica.worker import run_worker
 
+        serve_consumer(options, supervised=workers > 1 or options["reload"], out=self.stdout)
         if workers == 1 and not options["reload"]:
             run_worker(
                 cqrs_ids,

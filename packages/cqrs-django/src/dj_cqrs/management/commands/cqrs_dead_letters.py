@@ -6,6 +6,7 @@ Uses the transport's non-blocking dead-letter operations. Each operation also ru
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -15,9 +16,38 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cqrs_core.exceptions import CQRSError
+from cqrs_core.messages import DeadLetter
 from dj_cqrs import conf
 
 logger = logging.getLogger("django-cqrs")
+
+
+def as_text(body: bytes) -> str:
+    """The body as a str that encodes back to the same bytes (UTF-8, surrogateescape)."""
+    return body.decode("utf-8", errors="surrogateescape")
+
+
+def printable(text: str) -> str:
+    """`text` with what could act on a terminal written as JSON escapes (`\\u001b`, `\\u202e`).
+
+    Message bodies come from other services: ESC sequences could retitle or clear the
+    operator's terminal or fake output, CR and backspace overwrite what was printed, and bidi
+    controls reorder it. JSON escapes keep a JSON body valid JSON with the same meaning.
+    """
+    return "".join(
+        char
+        if char.isprintable() and not 0xD800 <= ord(char) <= 0xDFFF
+        else "".join(f"\\u{unit:04x}" for unit in _utf16_units(char))
+        for char in text
+    )
+
+
+def _utf16_units(char: str) -> list[int]:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return [code]
+    code -= 0x10000
+    return [0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)]
 
 
 def _with_timeout(operation: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -50,8 +80,9 @@ def _with_timeout(operation: Callable[[], Any], timeout: float, what: str) -> An
 
 class Command(BaseCommand):
     help = (
-        "Dead letters of this replica's queue: dump (one JSON body per line on stdout, the "
-        "reason on stderr), retry (send them back to the queue), purge (delete them)."
+        "Dead letters of this replica's queue: dump (one body per line on stdout, the reason "
+        "on stderr, control characters escaped; --format json for exact bodies), retry (send "
+        "them back to the queue), purge (delete them)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -64,11 +95,29 @@ class Command(BaseCommand):
             help="At most this many dead letters (dump and retry; default: all).",
         )
         parser.add_argument(
+            "--format",
+            choices=["text", "json"],
+            default="text",
+            help="dump: text (default; control characters shown as escapes, safe on a "
+            "terminal) or json (one object per line, {number, reason, body}, the body exact: "
+            "bytes that are not UTF-8 come back with Python's surrogateescape).",
+        )
+        parser.add_argument(
             "--timeout",
             type=float,
             default=60.0,
             help="Seconds after which the command gives up (default 60).",
         )
+
+    def _dump(self, letters: list[DeadLetter], fmt: str) -> None:
+        for number, letter in enumerate(letters, start=1):
+            if fmt == "json":
+                record = {"number": number, "reason": letter.reason, "body": as_text(letter.body)}
+                self.stdout.write(json.dumps(record))  # ensure_ascii: every byte survives
+            else:
+                self.stdout.write(printable(as_text(letter.body).strip()))
+                self.stderr.write(f"#{number} {printable(letter.reason or 'no reason recorded')}")
+        self.stderr.write(f"{len(letters)} dead letter(s).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action, limit, timeout = options["action"], options["limit"], options["timeout"]
@@ -88,10 +137,7 @@ class Command(BaseCommand):
         except (CQRSError, ImproperlyConfigured, ImportError, OSError) as exc:
             raise CommandError(f"Cannot {action} dead letters: {exc}") from None
         if action == "dump":
-            for number, letter in enumerate(result, start=1):
-                self.stdout.write(letter.body.decode("utf-8", errors="replace").strip())
-                self.stderr.write(f"#{number} {letter.reason or 'no reason recorded'}")
-            self.stderr.write(f"{len(result)} dead letter(s).")
+            self._dump(result, options["format"])
         elif action == "retry":
             self.stdout.write(f"{result} dead letter(s) sent back to the queue.")
         else:

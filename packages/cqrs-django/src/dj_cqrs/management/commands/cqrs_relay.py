@@ -11,6 +11,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from cqrs_core.exceptions import CQRSError
 from dj_cqrs import conf
+from dj_cqrs.observability.server import serve_relay
 
 
 class Command(BaseCommand):
@@ -35,6 +36,14 @@ class Command(BaseCommand):
             help="Override CQRS['master']['outbox']['grace'] (seconds a fresh row is left to "
             "the process that wrote it).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            metavar="PORT",
+            help="Serve /metrics, /livez and /readyz on this port (overrides "
+            "CQRS['metrics']['port']; needs cqrs-django[prometheus]).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         import dataclasses
@@ -56,6 +65,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"sent {count} event(s)")
 
         relay = Relay(options["database"], settings=settings, on_batch=report)
+        server = serve_relay(options, options["database"], out=self.stdout)
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: relay.stop())
@@ -65,5 +75,7 @@ class Command(BaseCommand):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             conf.reset_transport()
+            if server is not None:
+                server.close()
         if verbosity >= 1:
             self.stdout.write(f"CQRS relay stopped after sending {sent} event(s).")
