@@ -156,8 +156,9 @@ def test_messages_no_worker_takes_are_dead_lettered_after_bounded_releases(
     try:
         replication.wait_until(lambda: Item.objects.filter(pk=2).exists(), "the item message")
         replication.wait_until(
-            lambda: depth(replication, f"dead_letter_{queue}") == 20
-            and depth(replication, queue) == 0,
+            lambda: (
+                depth(replication, f"dead_letter_{queue}") == 20 and depth(replication, queue) == 0
+            ),
             "20 dead letters and an empty queue",
         )
     finally:

@@ -130,6 +130,9 @@ def test_relay_serves_backlog(settings: Any) -> None:
     """`cqrs_relay --once --metrics-port 0` starts the endpoint and removes it on exit."""
     from cqrs_testproject.master_app.testing import use_recording
 
+    from dj_cqrs.observability import metrics
+
+    was = metrics.ON
     recorder = use_recording(settings)
     next(recorder)
     try:
@@ -139,4 +142,5 @@ def test_relay_serves_backlog(settings: Any) -> None:
         names = {m.name for m in prometheus_client.REGISTRY.collect()}
         assert "cqrs_outbox_backlog_rows" not in names  # unregistered at exit
     finally:
+        metrics.ON = was
         next(recorder, None)

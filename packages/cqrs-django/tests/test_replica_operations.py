@@ -21,7 +21,7 @@ from replica_support import data, memory_cqrs_fixture, payload  # noqa: F401 (fi
 
 from cqrs_core import codec
 from cqrs_core.constants import SignalType
-from cqrs_core.messages import DeadLetter, Inbound
+from cqrs_core.messages import DeadLetter, Inbound, Outcome
 from dj_cqrs.consumer import make_handler
 from dj_cqrs.models import Tombstone
 from dj_cqrs.replica import retention
@@ -192,18 +192,25 @@ def _inbound(cqrs_id: str, pk: int) -> Inbound:
 
 @pytest.mark.django_db
 def test_dispatch_dead_letters_an_id_with_no_model_and_releases_a_filtered_one(memory_cqrs):
-    """Through the transport's dispatch as `consume` runs it: no model → DEAD, not RELEASE."""
-    from dj_cqrs.consumer import _handler_sees_every_id
+    """Through the transport's dispatch as `consume` runs it: no model → DEAD, not RELEASE.
 
+    The handler is marked as deciding ids outside the consumed ones; a plain handler still
+    gets cqrs-core's default (RELEASE without seeing them).
+    """
     handler = make_handler(["item"])
     messages = [_inbound("gone_model", 1), _inbound("author", 2), _inbound("item", 3)]
-    with _handler_sees_every_id(memory_cqrs):
-        settled = memory_cqrs.dispatch(handler, messages, cqrs_ids=frozenset({"item"}))
+    settled = memory_cqrs.dispatch(handler, messages, cqrs_ids=frozenset({"item"}))
     assert [s.outcome.kind.value for s in settled] == ["dead", "release", "applied"]
     assert settled[0].outcome.reason.startswith(
         "no replica model has CQRS_ID 'gone_model' in this service"
     )
-    assert "dispatch" not in vars(memory_cqrs)  # the transport is left as it was
+    seen = []
+    plain = memory_cqrs.dispatch(
+        lambda payloads: seen.extend(payloads) or [Outcome.applied() for _ in payloads],
+        [_inbound("gone_model", 4)],
+        cqrs_ids=frozenset({"item"}),
+    )
+    assert [s.outcome.kind.value for s in plain] == ["release"] and seen == []
 
 
 # -- dead-letter dump --------------------------------------------------------------------------
@@ -228,3 +235,23 @@ def test_dump_escapes_control_characters_and_json_keeps_the_exact_body(memory_cq
     assert record["body"].encode("utf-8", "surrogateescape") == HOSTILE
     assert record["reason"] == "bad \x1b[31mred\r"
     assert out.isascii()
+
+
+@pytest.mark.django_db
+def test_releases_are_bounded_by_count_and_time(monkeypatch):
+    """A worker's own CQRS_IDs never reach the bound; another id is dead past both bounds."""
+    from dj_cqrs.replica import releases
+
+    monkeypatch.setattr(releases, "RELEASE_LIMIT", 3)
+    monkeypatch.setattr(releases, "RELEASE_WINDOW", 3600.0)
+    handler = make_handler(["item"])
+    other = payload("author", data(1, 0, 0, name="a", email="a@example.com"))
+    kinds = [handler([other])[0].kind.value for _ in range(5)]
+    assert kinds == ["release"] * 5  # the count is reached, not the time: a sibling may restart
+    monkeypatch.setattr(releases, "RELEASE_WINDOW", 0.0)
+    [outcome] = handler([other])
+    assert outcome.kind.value == "dead"
+    assert outcome.reason.startswith("no worker of this service takes CQRS_ID 'author'")
+    assert "--cqrs-id item" in outcome.reason
+    [again] = handler([other])
+    assert again.kind.value == "release"  # counted afresh, as after `cqrs_dead_letters retry`

@@ -87,3 +87,33 @@ def test_released_directed_sync_keeps_its_target_queue(options):
     queues = {p.instance_pk: p.queue for p in only_b.payloads}
     assert queues[1] == queue
     assert all(queues[pk] is None for pk in range(2, PREFETCH + 1))
+
+
+def test_dead_letter_for_an_id_without_binding_goes_to_the_dead_letter_queue(options, amqp):
+    """A handler that dead-letters a CQRS_ID this consumer never bound (a key routed into the
+    queue by hand, a removed model) must not loop on NO_ROUTE: the letter reaches the queue."""
+    from cqrs_core.messages import Outcome, decides_unlisted_ids
+
+    queue = options["queue"]
+    with RabbitMQTransport(options) as transport:
+        transport.declare(["a"])
+        amqp.queue_bind(queue, options["exchange"], routing_key="stray")
+        transport.produce_many([make_payload(1, cqrs_id="stray"), make_payload(2, cqrs_id="a")])
+        recorder = Recorder(
+            lambda payload, seen: Outcome.dead("no model")
+            if payload.cqrs_id == "stray"
+            else Outcome.applied()
+        )
+        handler = decides_unlisted_ids(recorder)
+        consume_until(
+            transport,
+            handler,
+            lambda: len(transport.dead_letters()) == 1 and recorder.count() >= 2,
+            cqrs_ids=["a"],
+            timeout=20,
+        )
+        (letter,) = transport.dead_letters()
+    assert codec.decode(letter.body, default_ttl=None).cqrs_id == "stray"
+    assert letter.reason == "no model"
+    assert recorder.seen == {("stray", 1): 1, ("a", 2): 1}, "the stray letter went round again"
+    assert drain(amqp, queue) == []

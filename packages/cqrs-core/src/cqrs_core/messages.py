@@ -78,6 +78,25 @@ Handler = Callable[[Sequence[TransportPayload]], Sequence[Outcome]]
 Raising an exception means every payload of the batch failed (they are retried by policy).
 """
 
+_DECIDES_UNLISTED = "decides_unlisted_ids"
+
+
+def decides_unlisted_ids(handler: Handler) -> Handler:
+    """Mark `handler` as the one to decide messages whose CQRS_ID is not being consumed.
+
+    By default `BaseTransport.dispatch` gives such messages back (RELEASE) without showing them
+    to the handler: another consumer of the queue may take them. A handler that knows better
+    (the Django consumer knows which models the whole service has, so it can dead-letter a
+    message for a removed model instead of letting it circulate) is marked with this.
+    """
+    setattr(handler, _DECIDES_UNLISTED, True)
+    return handler
+
+
+def handler_decides_unlisted_ids(handler: Handler) -> bool:
+    """Whether `handler` was marked with `decides_unlisted_ids`."""
+    return bool(getattr(handler, _DECIDES_UNLISTED, False))
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outgoing:

@@ -19,7 +19,7 @@ import contextlib
 import difflib
 import logging
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from django.db import (
@@ -32,7 +32,7 @@ from django.db import (
 
 from cqrs_core.constants import SignalType
 from cqrs_core.exceptions import ConfigurationError
-from cqrs_core.messages import Handler, Inbound, Outcome, Settled
+from cqrs_core.messages import Handler, Outcome, decides_unlisted_ids
 from cqrs_core.payload import TransportPayload
 from cqrs_core.transports import BaseTransport
 from dj_cqrs.observability import metrics
@@ -88,14 +88,15 @@ def make_handler(cqrs_ids: Collection[str] | None = None) -> Handler:
     from dj_cqrs.replica.releases import ReleaseLedger
 
     allowed = frozenset(cqrs_ids) if cqrs_ids is not None else None
-    ledger = None
+    ledger = ReleaseLedger(allowed) if allowed is not None else None
 
     def handler(payloads: Sequence[TransportPayload]) -> list[Outcome]:
         _refresh_connections()
         outcomes = apply_batch(payloads, allowed=allowed)
         return outcomes if ledger is None else ledger.bound(payloads, outcomes)
 
-    return metrics.instrument_handler(handler)
+    # It knows every model of the service: it dead-letters ids none has, releases the others.
+    return decides_unlisted_ids(metrics.instrument_handler(handler))
 
 
 def no_model_reason(cqrs_id: str) -> str:
@@ -385,34 +386,4 @@ def consume(
         if on_tick is not None:
             on_tick()
 
-    with _handler_sees_every_id(transport):
-        transport.consume(make_handler(ids), cqrs_ids=ids, on_ready=on_ready, on_tick=tick)
-
-
-@contextlib.contextmanager
-def _handler_sees_every_id(transport: BaseTransport) -> Iterator[None]:
-    """Let the handler dead-letter messages for CQRS_IDs that no replica model has.
-
-    cqrs-core's `dispatch` gives back (RELEASE) every message outside the consumed CQRS_IDs.
-    That suits a worker started with --cqrs-id, whose siblings take the rest, but a message
-    for a model removed from this service (its binding still routes into the queue) would
-    circulate forever, each release putting it at the tail again and delaying good messages.
-    So dispatch runs unfiltered and the handler, which knows the registry, decides: DEAD for
-    no model at all, RELEASE for another worker's CQRS_ID. (Only for the duration of consume;
-    to be replaced by a cqrs-core hook, see docs/lifecycle.md.)
-    """
-    if "dispatch" in vars(transport):  # already wrapped (nested consume): leave it
-        yield
-        return
-    dispatch = transport.dispatch
-
-    def unfiltered(
-        handler: Handler, messages: Sequence[Inbound], *, cqrs_ids: Collection[str] | None
-    ) -> list[Settled]:
-        return dispatch(handler, messages, cqrs_ids=None)
-
-    transport.dispatch = unfiltered  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del transport.dispatch
+    transport.consume(make_handler(ids), cqrs_ids=ids, on_ready=on_ready, on_tick=tick)

@@ -247,7 +247,7 @@ class ConsumerLoop:
                 retry.body,
                 transport.properties(retry.headers, expiration=str(delay_ms)),
             )
-        return transport.dead_letter_amqp(transport.dead_letter_message(item))
+        return transport.dead_letter_amqp(transport.dead_letter_message(item), self.cqrs_ids)
 
     def _tick(self) -> None:
         self._last_tick = time.monotonic()

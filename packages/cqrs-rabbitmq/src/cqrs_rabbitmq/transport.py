@@ -82,14 +82,19 @@ class RabbitMQTransport(BaseTransport):
             expiration=expiration,
         )
 
-    def dead_letter_amqp(self, dead: Outgoing) -> Message:
-        """A dead letter on the wire: `cqrs.<dlq>.<cqrs_id>` with the dead-message TTL."""
+    def dead_letter_amqp(self, dead: Outgoing, bound: Collection[str] | None = None) -> Message:
+        """A dead letter on the wire: `cqrs.<dlq>.<cqrs_id>` with the dead-message TTL.
+
+        Only CQRS_IDs in `bound` (those this consumer declared; None: all) have that binding.
+        Any other (a malformed body, an id no replica model of the service has) goes straight
+        into the dead-letter queue by name: routed by key, the broker would refuse it
+        (NO_ROUTE) and the message would be handed back again and again.
+        """
         ttl = self.common.dead_message_ttl
         properties = self.properties(
             dead.headers, expiration=None if ttl is None else str(round(ttl * 1000))
         )
-        if dead.payload is None:
-            # Malformed body: no CQRS_ID to route by, so straight into the queue by name.
+        if dead.payload is None or (bound is not None and dead.payload.cqrs_id not in bound):
             return Message("", self.common.require_dead_letter_queue(), dead.body, properties)
         return Message(self.common.exchange, self.routing_key(dead), dead.body, properties)
 

@@ -20,6 +20,7 @@ from cqrs_core.messages import (
     Outcome,
     Outgoing,
     Settled,
+    handler_decides_unlisted_ids,
 )
 from cqrs_core.options import CommonOptions, Problem
 from cqrs_core.payload import TransportPayload
@@ -235,10 +236,13 @@ class BaseTransport(abc.ABC):
         """Decode `messages`, let `handler` apply the valid ones, and decide each outcome.
 
         Malformed and expired messages become DEAD without reaching the handler; a SYNC aimed
-        at another queue is SKIPPED; a CQRS_ID outside `cqrs_ids` is RELEASEd. A handler that
-        raises fails the whole batch, which is then retried by the retry policy.
+        at another queue is SKIPPED; a CQRS_ID outside `cqrs_ids` is RELEASEd, unless the
+        handler is marked with `cqrs_core.messages.decides_unlisted_ids` (then it decides). A
+        handler that raises fails the whole batch, which is then retried by the retry policy.
         """
         own_queue = self.common.queue
+        if cqrs_ids is not None and handler_decides_unlisted_ids(handler):
+            cqrs_ids = None
         decided: list[Settled | None] = []
         to_apply: list[TransportPayload] = []
         slots: list[int] = []

@@ -62,6 +62,9 @@ class Syncer:
         self.progress = progress
         self.out = out
         self.counts = SyncCounts()
+        self.outbox_start = _last_outbox_id(router.db_for_write(model))
+        """Rows above it are ours: the summary says how many the broker has (`_unsent`)."""
+        self.target_checked = self.queue is None
 
     def send(self, instances: Sequence[Any]) -> None:
         """Publish the SYNCs of one batch and advance the progress by its size."""
@@ -83,9 +86,14 @@ class Syncer:
                 )
                 continue
             payloads.append(entry.payload)
-        if payloads:
-            expires = expires_in(conf.message_ttl())
-            ready = [dataclasses.replace(p, expires=expires) for p in payloads]
+        expires = expires_in(conf.message_ttl())
+        ready = [dataclasses.replace(p, expires=expires) for p in payloads]
+        if ready and not self.target_checked:
+            self.target_checked = True
+            if _probe(ready[0], self.model.CQRS_ID):
+                self.counts.sent += 1
+                ready = ready[1:]
+        if ready:
             if publish(ready, using):
                 self.counts.sent += len(ready)
             else:
@@ -101,8 +109,17 @@ class Syncer:
         self.progress.advance(len(instances), failed=failed)
 
     def summary(self) -> str:
+        """Our line on stderr: "sent" means the broker has them, "stored" that the relay will."""
         target = f"queue {self.queue!r}" if self.queue else "every replica"
-        text = f"{self.model.CQRS_ID}: {self.counts.sent} SYNC(s) sent to {target}"
+        unsent = _unsent(self.model, self.outbox_start) if self.counts.sent else 0
+        if unsent:
+            text = (
+                f"{self.model.CQRS_ID}: {self.counts.sent} SYNC(s) for {target} stored in the "
+                f"outbox, {self.counts.sent - unsent} sent, {unsent} not yet (the broker failed: "
+                "`manage.py cqrs_relay` sends them, `cqrs_outbox` shows them)"
+            )
+        else:
+            text = f"{self.model.CQRS_ID}: {self.counts.sent} SYNC(s) sent to {target}"
         if self.counts.skipped:
             text += f", {self.counts.skipped} skipped by is_sync_instance()"
         if self.counts.failed:
@@ -116,3 +133,56 @@ class Syncer:
                 f"{self.counts.failed} row(s) of {self.model.CQRS_ID!r} could not be synced "
                 "(reported above); fix the cause and run the command again for them."
             )
+
+
+def _probe(payload: TransportPayload, cqrs_id: str) -> bool:
+    """Send the first directed SYNC alone, now: a queue the broker cannot route to (a typo)
+    fails the command before anything is stored (issue 15). True if it was sent.
+
+    A broker failure that is not a refusal is not the queue's fault: the SYNC then goes
+    through the outbox like the others (False).
+    """
+    from dj_cqrs.controller import producer
+    from dj_cqrs.outbox import routing
+
+    try:
+        producer.send([payload])
+    except Exception as exc:  # noqa: BLE001  (classified below)
+        if routing.refusal(exc):
+            raise CommandError(
+                f"The broker refused a SYNC of {cqrs_id!r} for queue {payload.queue!r} ({exc}); "
+                "nothing was sent. Check the queue name: it is the CQRS['queue'] of the "
+                "replica service, which must have started once."
+            ) from exc
+        return False
+    return True
+
+
+def _last_outbox_id(using: str) -> int | None:
+    from dj_cqrs.outbox.models import OutboxEvent
+
+    try:
+        return OutboxEvent.objects.using(using).order_by("-id").values_list("id", flat=True).first()
+    except Exception:  # noqa: BLE001  (no outbox table: 'on_commit' mode without migrations)
+        return None
+
+
+def _unsent(model: Any, start: int | None) -> int:
+    """SYNCs of `model` written since `start` and not sent once this process settled them."""
+    from dj_cqrs.outbox import fast_path
+    from dj_cqrs.outbox.models import OutboxEvent
+    from dj_cqrs.outbox.settings import outbox_settings
+
+    try:
+        settings = outbox_settings()
+        if not settings.enabled:
+            return 0
+        fast_path.flush(settings.publish_timeout)
+        rows = OutboxEvent.objects.using(router.db_for_write(model)).filter(
+            cqrs_id=model.CQRS_ID, signal_type="SYNC", sent_at__isnull=True
+        )
+        if start is not None:
+            rows = rows.filter(id__gt=start)
+        return rows.count()
+    except Exception:  # noqa: BLE001  (a summary must not fail the command)
+        return 0

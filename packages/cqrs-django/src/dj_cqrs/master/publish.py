@@ -18,6 +18,7 @@ from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
 from dj_cqrs.master.events import at_commit
+from dj_cqrs.observability import metrics
 
 if TYPE_CHECKING:
     from dj_cqrs.master.pending import Entry
@@ -72,7 +73,7 @@ def send_now(payloads: Sequence[TransportPayload], using: str) -> bool:
         return not filled.failed
     for attempt in (1, 2):
         try:
-            producer.send(payloads)
+            metrics.timed_send(producer.send, payloads, "on_commit")
         except Exception as exc:
             if attempt == 1:
                 logger.warning("CQRS publish failed (%s); retrying on a new connection", exc)
@@ -153,19 +154,11 @@ def _send_batch(
     if not stored:  # 'on_commit' mode: nothing in the outbox, 3.x's retry and log
         send_now([p for _, p in ready], using)
         return
-    try:
-        producer.send([p for _, p in ready])
-    except Exception as exc:  # noqa: BLE001  (the rows are committed: the relay sends them)
-        logger.error(
-            "CQRS could not publish %d event(s) after commit (%s: %s); they stay in the outbox "
-            "and `manage.py cqrs_relay` sends them.",
-            len(ready),
-            type(exc).__name__,
-            exc,
-        )
-        left.extend((outbox_id, f"publish failed: {type(exc).__name__}: {exc}") for outbox_id in stored)
-        return
-    done.extend(stored)
+    from dj_cqrs.outbox.writer import send_rows
+
+    sent, failed = send_rows(using, [(i, p) for i, p in ready if i is not None])
+    done.extend(sent)
+    left.extend(failed)
 
 
 def settle_rows(using: str, done: list[int], left: list[tuple[int, str]]) -> None:

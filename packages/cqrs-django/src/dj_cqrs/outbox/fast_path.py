@@ -42,7 +42,7 @@ from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
 from dj_cqrs.observability import metrics
-from dj_cqrs.outbox import committed, notify, rows
+from dj_cqrs.outbox import committed, notify, routing, rows
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
 
 logger = logging.getLogger("django-cqrs")
@@ -165,19 +165,21 @@ class _Publisher:
         if ids:
             expires = expires_in(conf.message_ttl())
             payloads = [dataclasses.replace(p, expires=expires) for _, p in filled.ready]
-            try:
-                metrics.timed_send(_produce, payloads, "fast_path")
-            except Exception as exc:  # noqa: BLE001  (the relay sends them)
+            outcome = routing.send_checked(payloads, _timed_produce)
+            _refused(using, [(ids[i], reason) for i, reason in outcome.refused.items()])
+            if outcome.error is not None:  # the relay sends the rest
                 self.pause(settings.pause_after_failure)
-                error = f"{type(exc).__name__}: {exc}"
+                settled = set(outcome.sent) | set(outcome.refused)
+                left = [row_id for i, row_id in enumerate(ids) if i not in settled]
+                error = f"{type(outcome.error).__name__}: {outcome.error}"
                 logger.error(
                     "CQRS could not publish %d event(s) after commit (%s); they stay in the "
                     "outbox and `manage.py cqrs_relay` sends them when the broker is back.",
-                    len(ids),
+                    len(left),
                     error,
                 )
-                _leave(using, ids, f"fast path failed: {error}", settings)
-                ids = []
+                _leave(using, left, f"fast path failed: {error}", settings)
+            ids = [ids[i] for i in outcome.sent]
         try:
             rows.mark_sent(using, done + ids, settings.keep_days)
         except Exception:  # sent but not marked: the relay sends them again (duplicates only)
@@ -205,9 +207,9 @@ def _still_mine(
     A burst that takes longer than the claim (`lease`) to publish, or a transaction that
     committed long after it wrote its rows, must not send a row a relay may send too.
     """
-    keep = rows.still_claimed(using, [row_id for row_id, _ in fresh], rows.claim_margin(
-        settings.lease
-    ))
+    keep = rows.still_claimed(
+        using, [row_id for row_id, _ in fresh], rows.claim_margin(settings.lease)
+    )
     if len(keep) == len(fresh):
         return fresh, sources
     lost = len(fresh) - len(keep)
@@ -234,6 +236,8 @@ def _produce(payloads: Sequence[TransportPayload]) -> None:
         producer.send(payloads)
         return
     except Exception as exc:
+        if routing.refusal(exc):  # the broker answered: another try gets the same answer
+            raise
         _drop_thread_transport()
         logger.info("CQRS publish failed (%s); retrying on a new connection", exc)
     try:
@@ -241,6 +245,28 @@ def _produce(payloads: Sequence[TransportPayload]) -> None:
     except Exception:
         _drop_thread_transport()
         raise
+
+
+def _timed_produce(payloads: Sequence[TransportPayload]) -> None:
+    metrics.timed_send(_produce, payloads, "fast_path")
+
+
+def _refused(using: str, refused: list[tuple[int, str]]) -> None:
+    """Set aside rows the broker refused (see `routing`): they must not jam the relay."""
+    metrics.set_aside("refused", len(refused))
+    for row_id, reason in refused:
+        logger.error(
+            "CQRS outbox row %s was set aside: %s. Fix the cause, then "
+            "`manage.py cqrs_outbox retry %s` (or `drop %s`).",
+            row_id,
+            reason,
+            row_id,
+            row_id,
+        )
+        try:
+            rows.set_aside(using, [row_id], reason)
+        except Exception:
+            logger.exception("CQRS could not set aside outbox row %s", row_id)
 
 
 def _drop_thread_transport() -> None:

@@ -26,7 +26,7 @@ from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
 from dj_cqrs.observability import metrics
-from dj_cqrs.outbox import committed, notify, retention, rows
+from dj_cqrs.outbox import committed, notify, retention, routing, rows
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.settings import OutboxSettings, outbox_settings
 
@@ -63,6 +63,8 @@ class Relay:
         if self.settings.notify and notify.supported(using):
             self._listener = notify.Listener(using)
         self._next_purge = 0.0
+        self.horizon: int | None = None
+        """With `run(until_empty=True)`: the last row pending when it started."""
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -89,6 +91,7 @@ class Relay:
                 .values_list("id", flat=True)
                 .first()
             )
+            self.horizon = horizon
         try:
             while not self.stopping:
                 try:
@@ -103,11 +106,7 @@ class Relay:
                 if count:
                     continue
                 if until_empty:
-                    left = (
-                        OutboxEvent.objects.using(self.using)
-                        .filter(sent_at__isnull=True)
-                        .exclude(id__in=self._skipped())
-                    )
+                    left = self._sendable().exclude(id__in=self._skipped())
                     if horizon is None or not left.filter(id__lte=horizon).exists():
                         break
                     self._stop.wait(min(self.settings.poll_interval, 0.2))
@@ -117,6 +116,19 @@ class Relay:
             if self._listener is not None:
                 self._listener.close()
         return self.sent
+
+    def _sendable(self) -> QuerySet[OutboxEvent]:
+        """Unsent rows that are not set aside (whoever holds them now)."""
+        return OutboxEvent.objects.using(self.using).filter(
+            sent_at__isnull=True, set_aside_at__isnull=True
+        )
+
+    def pending_count(self) -> int:
+        """Rows still to send, but those this relay skips (undecodable, held, set aside)."""
+        left = self._sendable().exclude(id__in=self._skipped())
+        if self.horizon is not None:  # `run(until_empty=True)`: rows pending when it started
+            left = left.filter(id__lte=self.horizon)
+        return left.count()
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
@@ -225,16 +237,32 @@ class Relay:
         filled = committed.fill(self.using, list(zip(sendable, payloads, strict=True)))
         self._hold(filled.failed)
         ready = [row for row, _ in filled.ready]
-        if ready:
-            try:
-                metrics.timed_send(producer.send, [p for _, p in filled.ready], "relay")
-            except Exception as exc:
-                self._note_error([r.id for r in ready], exc)
-                raise
-        done = [r.id for r in ready] + [r.id for r in filled.dropped]
-        rows.mark_sent(self.using, done, self.settings.keep_days)
-        self.sent += len(ready)
-        return len(ready)
+        outcome = routing.send_checked([p for _, p in filled.ready], _send_batch)
+        sent = [ready[i].id for i in outcome.sent]
+        rows.mark_sent(self.using, sent + [r.id for r in filled.dropped], self.settings.keep_days)
+        self.sent += len(sent)
+        self._set_aside([(ready[i], reason) for i, reason in outcome.refused.items()])
+        if outcome.error is not None:
+            done = set(outcome.sent) | set(outcome.refused)
+            self._note_error([r.id for i, r in enumerate(ready) if i not in done], outcome.error)
+            if not sent and not outcome.refused:
+                raise outcome.error  # nothing moved: back off (`run`)
+        return len(sent) + len(outcome.refused)
+
+    def _set_aside(self, refused: Sequence[tuple[OutboxEvent, str]]) -> None:
+        """Rows the broker refused: out of the way, with the reason, until retried by hand."""
+        metrics.set_aside("refused", len(refused))
+        for row, reason in refused:
+            logger.error(
+                "CQRS relay: outbox row %s (%s) was set aside: %s. The other events go on; "
+                "fix the cause, then `manage.py cqrs_outbox retry %s` (or `drop %s`).",
+                row.id,
+                row,
+                reason,
+                row.id,
+                row.id,
+            )
+            rows.set_aside(self.using, [row.id], f"relay: {reason}")
 
     def _hold(self, failed: Sequence[tuple[OutboxEvent, str]]) -> None:
         """Rows whose event could not be serialized: noted, and left alone for a while.
@@ -302,3 +330,7 @@ class Relay:
             rows.mark_left(self.using, ids, f"relay: {type(exc).__name__}: {exc}")
         except Exception:
             logger.debug("CQRS relay could not note the error on the rows", exc_info=True)
+
+
+def _send_batch(payloads: Sequence[TransportPayload]) -> None:
+    metrics.timed_send(producer.send, payloads, "relay")

@@ -13,7 +13,7 @@ from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
 from dj_cqrs.observability import metrics
-from dj_cqrs.outbox import committed, rows
+from dj_cqrs.outbox import committed, routing, rows
 from dj_cqrs.outbox.fast_path import publish_fresh
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.sqlite import sends_in_committing_thread
@@ -94,22 +94,45 @@ def send_batch_now(using: str, fresh: Sequence[tuple[int, TransportPayload]]) ->
         logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
         return
     expires = expires_in(conf.message_ttl())
-    done = list(filled.dropped)
-    left = list(filled.failed)
-    ids = [row_id for row_id, _ in filled.ready]
-    try:
-        producer.send([dataclasses.replace(p, expires=expires) for _, p in filled.ready])
-    except Exception as exc:
+    ready = [(row_id, dataclasses.replace(p, expires=expires)) for row_id, p in filled.ready]
+    done, left = send_rows(using, ready)
+    settle_rows(using, done + list(filled.dropped), left + list(filled.failed))
+
+
+def send_rows(
+    using: str, ready: Sequence[tuple[int, TransportPayload]]
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """Send committed rows in this thread: (ids sent, (id, reason) left to the relay).
+
+    Rows the broker refuses are set aside (`dj_cqrs.outbox.routing`).
+    """
+    if not ready:
+        return [], []
+    outcome = routing.send_checked([p for _, p in ready], metrics.timed(producer.send, "commit"))
+    metrics.set_aside("refused", len(outcome.refused))
+    for index, reason in outcome.refused.items():
+        logger.error("CQRS outbox row %s was set aside: %s", ready[index][0], reason)
+        try:
+            rows.set_aside(using, [ready[index][0]], reason)
+        except Exception:
+            logger.exception("CQRS could not set aside outbox row %s", ready[index][0])
+    done = [ready[i][0] for i in outcome.sent]
+    left: list[tuple[int, str]] = []
+    if outcome.error is not None:
+        exc = outcome.error
+        settled = set(outcome.sent) | set(outcome.refused)
+        left = [
+            (row_id, f"publish failed: {type(exc).__name__}: {exc}")
+            for i, (row_id, _) in enumerate(ready)
+            if i not in settled
+        ]
         logger.error(
             "CQRS could not publish %d event(s) (%s: %s); `manage.py cqrs_relay` sends them",
-            len(ids),
+            len(left),
             type(exc).__name__,
             exc,
         )
-        left += [(row_id, f"publish failed: {type(exc).__name__}: {exc}") for row_id in ids]
-    else:
-        done += ids
-    settle_rows(using, done, left)
+    return done, left
 
 
 def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:

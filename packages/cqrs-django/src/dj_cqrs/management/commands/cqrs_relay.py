@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import threading
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -12,6 +15,44 @@ from django.db import DEFAULT_DB_ALIAS
 from cqrs_core.exceptions import CQRSError
 from dj_cqrs import conf
 from dj_cqrs.observability.server import serve_relay
+
+logger = logging.getLogger("django-cqrs")
+
+DEFAULT_ONCE_TIMEOUT = 300.0
+"""Seconds `--once` keeps trying (a crashed publisher's claims run out within `lease`)."""
+
+
+def banner(using: str, *, once: bool) -> str:
+    """Where the relay publishes: transport, URL without its password, exchange, database."""
+    from django.conf import settings
+
+    options = getattr(settings, "CQRS", {}) or {}
+    transport = options.get("transport", "?")
+    name = transport if isinstance(transport, str) else getattr(transport, "__name__", "?")
+    parts = [f"transport {name}"]
+    if options.get("url"):
+        parts.append(f"url {mask_url(str(options['url']))}")
+    elif options.get("host"):
+        parts.append(f"host {options['host']}:{options.get('port', '')}")
+    if options.get("exchange"):
+        parts.append(f"exchange {options['exchange']}")
+    parts.append(f"database {using!r}")
+    parts.append("until the outbox is empty" if once else "until stopped")
+    return ", ".join(parts)
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by `***` (it goes to the logs)."""
+    try:
+        split = urlsplit(url)
+        if split.password is None:
+            return url
+        host = split.hostname or ""
+        if split.port is not None:
+            host += f":{split.port}"
+        return urlunsplit(split._replace(netloc=f"{split.username or ''}:***@{host}"))
+    except ValueError:
+        return "<unparsable url>"
 
 
 class Command(BaseCommand):
@@ -28,6 +69,14 @@ class Command(BaseCommand):
             "--once",
             action="store_true",
             help="Send what is pending now and exit (e.g. from cron) instead of running forever.",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=DEFAULT_ONCE_TIMEOUT,
+            metavar="SECONDS",
+            help="With --once: give up after this long (broker down) and exit with status 1 "
+            f"if events are still pending (default {DEFAULT_ONCE_TIMEOUT:g}).",
         )
         parser.add_argument(
             "--grace",
@@ -66,12 +115,20 @@ class Command(BaseCommand):
 
         relay = Relay(options["database"], settings=settings, on_batch=report)
         server = serve_relay(options, options["database"], out=self.stdout)
+        logger.info("CQRS relay started: %s", banner(options["database"], once=options["once"]))
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: relay.stop())
+        timer = None
+        if options["once"]:  # cron must not pile up relays while the broker is down
+            timer = threading.Timer(max(options["timeout"], 0.0), relay.stop)
+            timer.daemon = True
+            timer.start()
         try:
             sent = relay.run(until_empty=options["once"])
         finally:
+            if timer is not None:
+                timer.cancel()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             conf.reset_transport()
@@ -79,3 +136,14 @@ class Command(BaseCommand):
                 server.close()
         if verbosity >= 1:
             self.stdout.write(f"CQRS relay stopped after sending {sent} event(s).")
+        if options["once"]:
+            self._check_done(relay, options["timeout"])
+
+    def _check_done(self, relay: Any, timeout: float) -> None:
+        """Exit status 1 if `--once` left sendable events behind (broker down, timeout)."""
+        left = relay.pending_count()
+        if left:
+            raise CommandError(
+                f"{left} outbox event(s) are still pending after {timeout:g}s (see the log: "
+                "is the broker reachable?); run the relay again, or raise --timeout."
+            )

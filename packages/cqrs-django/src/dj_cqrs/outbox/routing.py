@@ -1,0 +1,113 @@
+"""Sending a batch so that one event the broker refuses cannot jam or duplicate the others.
+
+A RabbitMQ publish is `mandatory`: an event no queue is bound for (a directed SYNC to a
+mistyped queue, issue 15) fails the whole `produce_many` call, although the broker stored every
+other event of the call. Retrying the batch would send those again and fail again, forever.
+Whether an event is routable depends only on its target, `(cqrs_id, queue)`. So a directed SYNC
+whose target this process has not sent to successfully yet goes alone first (a probe); a refused
+probe sets aside every event of its target, and the rest of the batch goes in one call, once.
+Events for every replica are not probed (that would split every first batch): if a batch with
+them is refused (no replica consumes a cqrs_id), its targets become suspect, nothing of it is
+marked sent, and the next attempt probes each of them, so only the events of that first refused
+batch may reach the broker twice (replicas skip the repeat by its revision).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+
+from cqrs_core.exceptions import PublishError
+from cqrs_core.payload import TransportPayload
+from dj_cqrs import conf
+
+Target = tuple[str, str | None]
+
+_known: set[tuple[int, Target]] = set()
+"""(settings generation, target) sent successfully by this process."""
+_suspect: set[tuple[int, Target]] = set()
+"""Targets of a refused batch: probed until one of their events goes through."""
+_lock = threading.Lock()
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What became of the events of a batch (indexes into it)."""
+
+    sent: list[int] = dataclasses.field(default_factory=list)
+    refused: dict[int, str] = dataclasses.field(default_factory=dict)
+    """Index → the broker's reason: set these rows aside (they are never retried on their own)."""
+    error: Exception | None = None
+    """A failure that is not about an event (broker down, timeout): the unsent rest waits."""
+
+
+def target(payload: TransportPayload) -> Target:
+    return payload.cqrs_id, payload.queue or None
+
+
+def refusal(exc: Exception) -> bool:
+    """Whether `exc` says the broker refused the events for good, not that it failed now.
+
+    A transport may say so with an attribute `retryable` (False: refused); otherwise a
+    `PublishError` that is not about a timeout counts as a refusal.
+    """
+    retryable = getattr(exc, "retryable", None)
+    if retryable is not None:
+        return not retryable
+    if not isinstance(exc, PublishError) or "Timeout" in type(exc).__name__:
+        return False
+    text = str(exc).lower()
+    return not any(word in text for word in ("timeout", "timed out", " within ", "reachable"))
+
+
+def send_checked(
+    payloads: Sequence[TransportPayload], send: Callable[[Sequence[TransportPayload]], None]
+) -> Outcome:
+    """Send `payloads` with `send`, probing new targets first (see the module docstring)."""
+    outcome = Outcome()
+    generation = conf.generation()
+    by_target: dict[Target, list[int]] = {}
+    for index, payload in enumerate(payloads):
+        by_target.setdefault(target(payload), []).append(index)
+    rest: list[int] = []
+    for key, indexes in by_target.items():
+        if (generation, key) in _known or (key[1] is None and (generation, key) not in _suspect):
+            rest += indexes
+            continue
+        first = indexes[0]
+        try:
+            send([payloads[first]])
+        except Exception as exc:
+            if not refusal(exc):
+                outcome.error = exc
+                return outcome
+            reason = f"refused by the broker: {type(exc).__name__}: {exc}"
+            outcome.refused.update(dict.fromkeys(indexes, reason))
+            continue
+        with _lock:
+            _known.add((generation, key))
+            _suspect.discard((generation, key))
+        outcome.sent.append(first)
+        rest += indexes[1:]
+    if not rest:
+        return outcome
+    rest.sort()
+    try:
+        send([payloads[i] for i in rest])
+    except Exception as exc:
+        if refusal(exc):
+            forget()
+            with _lock:
+                _suspect.update((generation, target(payloads[i])) for i in rest)
+        outcome.error = exc
+        return outcome
+    outcome.sent += rest
+    outcome.sent.sort()
+    return outcome
+
+
+def forget() -> None:
+    """Probe every target again (a queue may have gone)."""
+    with _lock:
+        _known.clear()
