@@ -155,12 +155,6 @@ def test_a_closed_port_names_the_address_without_the_password(
     assert proc.process.poll() is None, "a broker that is down is waited for, not fatal"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cqrs-rabbitmq's consume loop says 'Lost RabbitMQ ... unacknowledged messages will "
-    "be redelivered' before it ever connected; the change is described in the report of "
-    "issue 15 item 4 (transport packages are being refactored)",
-)
 def test_a_closed_port_says_cannot_connect(consumer: Callable[..., ConsumeProcess]) -> None:
     port = free_port()
     proc = consumer(env=env(url("/", port=port), "replica_x", "cqrs_x"))

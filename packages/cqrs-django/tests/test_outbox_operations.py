@@ -99,6 +99,13 @@ class Rabbit:
         finally:
             connection.close()
 
+    def drop_spy(self) -> None:
+        connection, channel = self._channel()
+        try:
+            channel.queue_delete(self.spy)
+        finally:
+            connection.close()
+
     def depth(self, queue: str) -> int:
         connection, channel = self._channel()
         try:
@@ -142,6 +149,7 @@ def rabbit(vhost: str, settings: Any) -> Iterator[Rabbit]:
     try:
         yield env
     finally:
+        env.drop_spy()  # bound with `#`, it would make every later message routable
         fast_path.flush(30)
         fast_path.resume()
         conf.reset_transport()
@@ -219,7 +227,6 @@ def test_a_refused_event_is_set_aside_and_the_rest_goes_out_once(
     before = [Author.objects.create(name=f"b{i}") for i in range(5)]
     Author.objects.get(pk=before[0].pk).cqrs_sync(queue="nosuchqueue")  # a typo
     after = [Author.objects.create(name=f"a{i}") for i in range(5)]
-    rabbit.bind_spy()
     relay = Relay(settings=outbox_settings())
     deadline = time.monotonic() + 120
     while OutboxEvent.objects.filter(sent_at__isnull=True, set_aside_at__isnull=True).exists():
@@ -228,9 +235,8 @@ def test_a_refused_event_is_set_aside_and_the_rest_goes_out_once(
     aside = OutboxEvent.objects.get()
     assert aside.set_aside_at is not None and aside.queue == "nosuchqueue"
     assert "NO_ROUTE" in aside.last_error or "unroutable" in aside.last_error
-    got = rabbit.bodies(rabbit.queue)
+    got = rabbit.bodies(rabbit.queue)  # each good event once, in spite of the refused one
     assert sorted(b["instance_pk"] for b in got) == sorted(a.pk for a in before + after)
-    assert rabbit.depth(rabbit.spy) == 10  # each good event once
 
     out = _call("cqrs_outbox")
     assert "Set aside (refused by the broker): 1" in out
@@ -357,7 +363,7 @@ from cqrs_testproject.master_app.models import Author
 from dj_cqrs.outbox import fast_path
 from dj_cqrs.outbox.models import OutboxEvent
 
-call_command("migrate", verbosity=0)
+call_command("migrate", run_syncdb=True, verbosity=0)
 authors = [Author.objects.create(name="v0").pk for _ in range(20)]
 one_at_a_time = threading.Lock()  # user transactions never meet each other, only our publisher
 errors, done = [], [0]

@@ -94,6 +94,7 @@ class ConsumerLoop:
         ready = False
         while not self.transport.stopping:
             connection: BlockingConnection | None = None
+            serving = False
             try:
                 connection = connect(self.settings)
                 channel = connection.channel()
@@ -108,6 +109,7 @@ class ConsumerLoop:
                 elif self.reconnects:
                     logger.info("Reconnected to RabbitMQ at %s", self.settings.display_url)
                 delay = self.settings.reconnect_delay
+                serving = True
                 self._serve(connection, channel, confirms)
             except ConfigurationError:
                 raise
@@ -115,14 +117,22 @@ class ConsumerLoop:
                 if fatal_channel_error(exc):
                     raise settings_error(exc, self.settings, "set up the replica queues") from None
                 self.reconnects += 1
-                logger.warning(
-                    "Lost RabbitMQ at %s (%s: %s); unacknowledged messages will be redelivered. "
-                    "Reconnecting in %.1f s",
-                    self.settings.display_url,
-                    type(exc).__name__,
-                    self.settings.redact(exc),
-                    delay,
-                )
+                if serving:
+                    logger.warning(
+                        "Lost RabbitMQ at %s (%s: %s); unacknowledged messages will be "
+                        "redelivered. Reconnecting in %.1f s",
+                        self.settings.display_url,
+                        type(exc).__name__,
+                        self.settings.redact(exc),
+                        delay,
+                    )
+                else:  # never got as far as consuming: nothing was taken, nothing is lost
+                    logger.warning(
+                        "Cannot connect to RabbitMQ at %s: %s. Retrying in %.1f s",
+                        self.settings.display_url,
+                        _cause(exc, self.settings.redact),
+                        delay,
+                    )
                 self._pause(delay)
                 delay = min(delay * 2, self.settings.reconnect_max_delay)
             finally:
@@ -267,3 +277,21 @@ class ConsumerLoop:
                 time.sleep(min(left, _IDLE_WAIT))
             if time.monotonic() - self._last_tick >= _TICK_EVERY:
                 self._tick()
+
+
+def _cause(exc: BaseException, redact: Callable[[object], str]) -> str:
+    """The innermost reason of a connection failure, e.g. `connection refused`.
+
+    pika wraps the socket error twice (`AMQPConnectionError` holding an
+    `AMQPConnectorSocketConnectError` whose `.exception` is the `ConnectionRefusedError`); the
+    operator needs the bottom of it.
+    """
+    for _ in range(5):
+        nested = [*exc.args, getattr(exc, "exception", None), exc.__cause__]
+        inner = next((item for item in nested if isinstance(item, BaseException)), None)
+        if inner is None:
+            break
+        exc = inner
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return f"{type(exc).__name__}: {redact(exc)}"

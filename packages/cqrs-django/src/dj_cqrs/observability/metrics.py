@@ -7,6 +7,7 @@ CQRS_ID, signal type, outcome, sender and an error's class name; never a pk or a
 
 from __future__ import annotations
 
+import collections
 import datetime
 import os
 import time
@@ -134,8 +135,8 @@ def written(payloads: Sequence[Any]) -> None:
     """Events just written to the outbox."""
     if not ON:
         return
-    for payload in payloads:
-        _M.written.labels(payload.cqrs_id, _signal(payload)).inc()
+    for (cqrs_id, signal), count in _grouped(payloads):
+        _M.written.labels(cqrs_id, signal).inc(count)
 
 
 def timed_send(send: Callable[[Sequence[Any]], _T], payloads: Sequence[Any], sender: str) -> _T:
@@ -150,8 +151,8 @@ def timed_send(send: Callable[[Sequence[Any]], _T], payloads: Sequence[Any], sen
         _M.publish_failed.labels(sender, type(exc).__name__).inc(len(payloads))
         raise
     _M.publish_seconds.labels(sender).observe(time.perf_counter() - started)
-    for payload in payloads:
-        _M.published.labels(payload.cqrs_id, _signal(payload), sender).inc()
+    for (cqrs_id, signal), count in _grouped(payloads):
+        _M.published.labels(cqrs_id, signal, sender).inc(count)
     return result
 
 
@@ -188,15 +189,23 @@ def instrument_handler(handler: _T) -> _T:
         metrics.apply_seconds.observe(time.perf_counter() - started)
         metrics.batch_size.observe(len(payloads))
         now = time.time()
+        counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        lags: dict[str, list[float]] = {}
         for payload, outcome in zip(payloads, outcomes, strict=False):
             kind = getattr(outcome.kind, "value", str(outcome.kind))
             signal = _signal(payload)
-            metrics.received.labels(payload.cqrs_id).inc()
-            metrics.handled.labels(payload.cqrs_id, signal, kind).inc()
+            counts[payload.cqrs_id, signal, kind] += 1  # one inc per label set, not per message
             if kind == "applied" and signal == "SAVE":
                 committed = commit_time(payload)
                 if committed is not None:
-                    metrics.lag.labels(payload.cqrs_id).observe(max(now - committed, 0.0))
+                    lags.setdefault(payload.cqrs_id, []).append(max(now - committed, 0.0))
+        for (cqrs_id, signal, kind), count in counts.items():
+            metrics.received.labels(cqrs_id).inc(count)
+            metrics.handled.labels(cqrs_id, signal, kind).inc(count)
+        for cqrs_id, values in lags.items():
+            lag = metrics.lag.labels(cqrs_id)
+            for value in values:
+                lag.observe(value)
         return outcomes
 
     return measured  # type: ignore[return-value]
@@ -222,6 +231,13 @@ def commit_time(payload: Any) -> float | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=datetime.timezone.utc)
     return value.timestamp()
+
+
+def _grouped(payloads: Sequence[Any]) -> Any:
+    """((cqrs_id, signal type), count) pairs: one `inc` per label set, not per event."""
+    if len(payloads) == 1:  # a single save: skip the Counter
+        return [((payloads[0].cqrs_id, _signal(payloads[0])), 1)]
+    return collections.Counter((p.cqrs_id, _signal(p)) for p in payloads).items()
 
 
 def _signal(payload: Any) -> str:

@@ -49,16 +49,31 @@ def target(payload: TransportPayload) -> Target:
 def refusal(exc: Exception) -> bool:
     """Whether `exc` says the broker refused the events for good, not that it failed now.
 
-    A transport may say so with an attribute `retryable` (False: refused); otherwise a
-    `PublishError` that is not about a timeout counts as a refusal.
+    A transport may say so with an attribute `retryable` (False: refused). Otherwise only the
+    answers known to be about the events themselves count: an unroutable message (RabbitMQ
+    312 NO_ROUTE), an unknown topic or a message too large (Kafka). A lost connection, a
+    timeout, a nack are failures of the moment: the events are retried.
     """
     retryable = getattr(exc, "retryable", None)
     if retryable is not None:
         return not retryable
-    if not isinstance(exc, PublishError) or "Timeout" in type(exc).__name__:
+    if not isinstance(exc, PublishError):
         return False
     text = str(exc).lower()
-    return not any(word in text for word in ("timeout", "timed out", " within ", "reachable"))
+    return any(marker in text for marker in REFUSALS)
+
+
+REFUSALS = (
+    "unroutable",
+    "no_route",
+    "unknown_topic",
+    "unknown topic",
+    "msg_size_too_large",
+    "message_too_large",
+    "record_list_too_large",
+    "topic_authorization_failed",
+)
+"""Words of a broker's answer that refuse an event whatever the retry (lower case)."""
 
 
 def send_checked(
