@@ -174,7 +174,7 @@ def test_readiness_appears_only_once_bound(
     proc = consumer(
         "--cqrs-id", "tally", "--readiness-file", str(ready_file), env=broker.env(port=proxy.port)
     )
-    proc.wait_for("Lost RabbitMQ")  # it tried, and the "broker" refused
+    proc.wait_for("Cannot connect to RabbitMQ")  # it tried, and the "broker" refused
     assert not ready_file.exists()
     assert broker.depth() is None, "the queue is not declared yet"
     proxy.accept()

@@ -419,3 +419,67 @@ def test_a_default_sqlite_master_never_sees_database_is_locked(
     assert result["failed"] == 0, result
     assert result["done"] == 4 * rounds and result["pending"] == 0
     assert rabbit.settled_depth(rabbit.spy) == 20 + 4 * rounds  # the creations, the saves
+
+
+# -- issue 15 item 1 on Kafka: a directed SYNC has no route to miss ------------------------------
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap() -> Iterator[str]:
+    pytest.importorskip("confluent_kafka")
+    from cqrs_kafka.testing import kafka_bootstrap as bootstrap
+
+    try:
+        context = bootstrap()
+        servers = context.__enter__()
+    except Exception as exc:  # noqa: BLE001 - any failure means no broker
+        service_unavailable("Kafka (tansu)", exc)
+    try:
+        yield servers
+    finally:
+        context.__exit__(None, None, None)
+
+
+def test_kafka_relay_sends_a_sync_for_an_unknown_queue_and_jams_nothing(
+    kafka_bootstrap: str, settings: Any
+) -> None:
+    """On Kafka a directed SYNC goes to the topic of its CQRS_ID with the queue in a header:
+    the broker cannot refuse it (replicas of other queues skip it), so it is sent, not set
+    aside, and the events around it go out once."""
+    from cqrs_core.testing.consuming import Recorder, consume_until
+    from cqrs_kafka.testing import FAST_CONSUMER, cleanup
+
+    tag = uuid.uuid4().hex[:8]
+    cqrs = {
+        "transport": "kafka",
+        "bootstrap_servers": kafka_bootstrap,
+        "exchange": f"ops{tag}",
+        "queue": f"replica{tag}",
+        "kafka": {"partitions": 1, "replication_factor": 1, "consumer": dict(FAST_CONSUMER)},
+        "master": {"outbox": {"fast_path": False, "grace": 0.0}},
+    }
+    settings.CQRS = cqrs
+    try:
+        from cqrs_kafka import KafkaTransport
+
+        with KafkaTransport(cqrs) as transport:
+            transport.declare(["author"])
+        before = [Author.objects.create(name=f"b{i}") for i in range(5)]
+        Author.objects.get(pk=before[0].pk).cqrs_sync(queue="nosuchqueue")
+        after = [Author.objects.create(name=f"a{i}") for i in range(5)]
+        assert Relay(settings=outbox_settings()).run(until_empty=True) == 11
+        assert not OutboxEvent.objects.exists()  # all sent, none set aside
+        recorder = Recorder()
+        with KafkaTransport(cqrs) as transport:
+            consume_until(
+                transport,
+                recorder,
+                lambda: recorder.count() >= 10,
+                cqrs_ids=["author"],
+                timeout=120,
+                settle=3,
+            )
+        assert sorted(recorder.pks()) == sorted(a.pk for a in before + after)
+    finally:
+        conf.reset_transport()
+        cleanup(kafka_bootstrap, f"ops{tag}.", [f"replica{tag}"])

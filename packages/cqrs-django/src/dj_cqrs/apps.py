@@ -18,8 +18,10 @@ class CQRSConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import setting_changed
 
-        from dj_cqrs import checks  # noqa: F401  (registers the system checks)
-        from dj_cqrs import correlation  # noqa: F401  (payloads' default correlation_id)
+        from dj_cqrs import (
+            checks,  # noqa: F401  (registers the system checks)
+            correlation,  # noqa: F401  (payloads' default correlation_id)
+        )
         from dj_cqrs.outbox import checks as outbox_checks  # noqa: F401
         from dj_cqrs.registries import MasterRegistry
         from dj_cqrs.signals import MasterSignals

@@ -107,12 +107,12 @@ else:
         }
     }
     # IMMEDIATE by default: the tests run masters, outbox publishers and consumers against one
-    # SQLite file at once, as the README advises users to configure it (Django < 5.1 has no
-    # `transaction_mode`: a backend of the test project starts its transactions so).
+    # SQLite file at once, as the README advises users to configure it. Django < 5.1 has no
+    # `transaction_mode`: a backend of the test project adds it.
     _mode = os.environ.get("CQRS_TEST_SQLITE_TRANSACTION_MODE", "IMMEDIATE")
-    if _mode and django.VERSION >= (5, 1):
+    if _mode:
         DATABASES["default"]["OPTIONS"]["transaction_mode"] = _mode
-    elif _mode == "IMMEDIATE":
+    if django.VERSION < (5, 1):
         DATABASES["default"]["ENGINE"] = "cqrs_testproject.sqlite_immediate"
 
 CQRS = {

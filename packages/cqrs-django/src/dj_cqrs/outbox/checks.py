@@ -30,11 +30,12 @@ def check_outbox_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
 
 
 def _sqlite_warnings() -> list[CheckMessage]:
-    """SQLite files written by the request and by the outbox publisher at the same time.
+    """SQLite files written by the request and by a relay at the same time.
 
     With Django's default deferred transactions, a transaction that read first and then
     writes fails at once with "database is locked" when another connection is writing;
-    IMMEDIATE transactions wait for the lock instead.
+    IMMEDIATE transactions wait for the lock instead. The outbox publisher does not write from
+    a second connection there (`dj_cqrs.outbox.sqlite`); a relay process still does.
     """
     if django.VERSION < (5, 1):
         return []
@@ -47,9 +48,10 @@ def _sqlite_warnings() -> list[CheckMessage]:
         if str(mode).upper() != "IMMEDIATE":
             found.append(
                 Warning(
-                    f"Database {alias!r} is SQLite with {mode or 'DEFERRED'} transactions; "
-                    "saves may fail with 'database is locked' while the outbox publisher or "
-                    "cqrs_relay writes to it.",
+                    f"Database {alias!r} is SQLite with {mode or 'DEFERRED'} transactions, so "
+                    "the committing thread sends its events itself, right after commit (as "
+                    "django-cqrs 3.x did); a save may still fail with 'database is locked' "
+                    "while `cqrs_relay` writes to it (only when it has events left to send).",
                     hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
                     id="cqrs.W101",
                 )

@@ -166,7 +166,12 @@ class _Publisher:
             expires = expires_in(conf.message_ttl())
             payloads = [dataclasses.replace(p, expires=expires) for _, p in filled.ready]
             outcome = routing.send_checked(payloads, _timed_produce)
-            _refused(using, [(ids[i], reason) for i, reason in outcome.refused.items()])
+            refused = [(ids[i], why, payloads[i]) for i, why in outcome.refused.items()]
+            _refused(
+                using, [(i, why) for i, why, p in refused if routing.set_aside_when_refused(p)]
+            )
+            for row_id, why, _ in [r for r in refused if not routing.set_aside_when_refused(r[2])]:
+                _leave(using, [row_id], why, settings)
             if outcome.error is not None:  # the relay sends the rest
                 self.pause(settings.pause_after_failure)
                 settled = set(outcome.sent) | set(outcome.refused)

@@ -5,6 +5,12 @@ Several relays may run at once. On databases with `SELECT ... FOR UPDATE SKIP LO
 (SQLite) it claims the batch with a conditional UPDATE of `claimed_by`/`claimed_until`, a lease
 that another relay may take over once it has run out. Either way a row held by another relay
 blocks the later rows of the same (cqrs_id, pk), so no event overtakes an earlier one.
+
+A row is written claimed by the process that commits it when that process sends it itself
+(`rows.claim`): no relay takes it before the claim runs out, so a burst that takes its
+publisher longer than `grace` is still sent once. A row the broker refuses for good (an
+unroutable directed SYNC) is set aside with its reason (`routing`) and holds back nothing;
+`cqrs_outbox set-aside|retry|drop` deal with it.
 """
 
 from __future__ import annotations
@@ -124,8 +130,9 @@ class Relay:
         )
 
     def pending_count(self) -> int:
-        """Rows still to send, but those this relay skips (undecodable, held, set aside)."""
-        left = self._sendable().exclude(id__in=self._skipped())
+        """Rows still to send (held ones included), but undecodable and set-aside rows."""
+        self._skipped()  # forget holds that ran out
+        left = self._sendable().exclude(id__in=list(self.undecodable))
         if self.horizon is not None:  # `run(until_empty=True)`: rows pending when it started
             left = left.filter(id__lte=self.horizon)
         return left.count()
@@ -241,7 +248,9 @@ class Relay:
         sent = [ready[i].id for i in outcome.sent]
         rows.mark_sent(self.using, sent + [r.id for r in filled.dropped], self.settings.keep_days)
         self.sent += len(sent)
-        self._set_aside([(ready[i], reason) for i, reason in outcome.refused.items()])
+        refused = [(ready[i], reason, filled.ready[i][1]) for i, reason in outcome.refused.items()]
+        self._set_aside([(r, why) for r, why, p in refused if routing.set_aside_when_refused(p)])
+        self._hold([(r, why) for r, why, p in refused if not routing.set_aside_when_refused(p)])
         if outcome.error is not None:
             done = set(outcome.sent) | set(outcome.refused)
             self._note_error([r.id for i, r in enumerate(ready) if i not in done], outcome.error)

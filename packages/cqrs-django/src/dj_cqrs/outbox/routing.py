@@ -9,7 +9,9 @@ probe sets aside every event of its target, and the rest of the batch goes in on
 Events for every replica are not probed (that would split every first batch): if a batch with
 them is refused (no replica consumes a cqrs_id), its targets become suspect, nothing of it is
 marked sent, and the next attempt probes each of them, so only the events of that first refused
-batch may reach the broker twice (replicas skip the repeat by its revision).
+batch may reach the broker twice (replicas skip the repeat by its revision). A refused directed
+SYNC is set aside; a refused event for every replica is only held back for a while (its replica
+may just not have declared its queue yet): see `set_aside_when_refused`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ class Outcome:
     """Index → the broker's reason: set these rows aside (they are never retried on their own)."""
     error: Exception | None = None
     """A failure that is not about an event (broker down, timeout): the unsent rest waits."""
+
+
+def set_aside_when_refused(payload: TransportPayload) -> bool:
+    """A refused directed SYNC is set aside (its queue may never exist: a typo); an event for
+    every replica stays pending and is tried again later (no replica has declared its queue
+    yet: it will), without holding back the events of other targets."""
+    return payload.queue is not None
 
 
 def target(payload: TransportPayload) -> Target:
@@ -79,47 +88,68 @@ REFUSALS = (
 def send_checked(
     payloads: Sequence[TransportPayload], send: Callable[[Sequence[TransportPayload]], None]
 ) -> Outcome:
-    """Send `payloads` with `send`, probing new targets first (see the module docstring)."""
+    """Send `payloads` with `send`, in order, probing new targets (see the module docstring).
+
+    The events before a probe go in one call first, so that no event overtakes another.
+    """
     outcome = Outcome()
     generation = conf.generation()
-    by_target: dict[Target, list[int]] = {}
+    refused: dict[Target, str] = {}
+    chunk: list[int] = []
     for index, payload in enumerate(payloads):
-        by_target.setdefault(target(payload), []).append(index)
-    rest: list[int] = []
-    for key, indexes in by_target.items():
-        if (generation, key) in _known or (key[1] is None and (generation, key) not in _suspect):
-            rest += indexes
-            continue
-        first = indexes[0]
-        try:
-            send([payloads[first]])
-        except Exception as exc:
-            if not refusal(exc):
-                outcome.error = exc
+        key = target(payload)
+        if key in refused:
+            outcome.refused[index] = refused[key]
+        elif not _needs_probe(generation, key):
+            chunk.append(index)
+        else:
+            if not _send_chunk(payloads, chunk, send, outcome, generation):
                 return outcome
-            reason = f"refused by the broker: {type(exc).__name__}: {exc}"
-            outcome.refused.update(dict.fromkeys(indexes, reason))
-            continue
-        with _lock:
-            _known.add((generation, key))
-            _suspect.discard((generation, key))
-        outcome.sent.append(first)
-        rest += indexes[1:]
-    if not rest:
-        return outcome
-    rest.sort()
+            chunk = []
+            try:
+                send([payload])
+            except Exception as exc:
+                if not refusal(exc):
+                    outcome.error = exc
+                    return outcome
+                refused[key] = f"refused by the broker: {type(exc).__name__}: {exc}"
+                outcome.refused[index] = refused[key]
+                continue
+            with _lock:
+                _known.add((generation, key))
+                _suspect.discard((generation, key))
+            outcome.sent.append(index)
+    _send_chunk(payloads, chunk, send, outcome, generation)
+    return outcome
+
+
+def _needs_probe(generation: int, key: Target) -> bool:
+    if (generation, key) in _known:
+        return False
+    return key[1] is not None or (generation, key) in _suspect
+
+
+def _send_chunk(
+    payloads: Sequence[TransportPayload],
+    chunk: list[int],
+    send: Callable[[Sequence[TransportPayload]], None],
+    outcome: Outcome,
+    generation: int,
+) -> bool:
+    """Send the events `chunk` in one call; False (and `outcome.error`) if that failed."""
+    if not chunk:
+        return True
     try:
-        send([payloads[i] for i in rest])
+        send([payloads[i] for i in chunk])
     except Exception as exc:
         if refusal(exc):
             forget()
             with _lock:
-                _suspect.update((generation, target(payloads[i])) for i in rest)
+                _suspect.update((generation, target(payloads[i])) for i in chunk)
         outcome.error = exc
-        return outcome
-    outcome.sent += rest
-    outcome.sent.sort()
-    return outcome
+        return False
+    outcome.sent += chunk
+    return True
 
 
 def forget() -> None:

@@ -39,11 +39,14 @@ class OutboxSettings:
             (what is left is the relay's). Saves never wait for the broker.
         pause_after_failure: After a failed fast path, this process leaves new rows to the
             relay for that long instead of trying the broker again on every commit.
-        grace: The relay leaves rows younger than this to the process that committed them.
+        grace: The relay leaves unclaimed rows younger than this to the process that
+            committed them (rows are unclaimed with `fast_path` False).
         poll_interval: How often an idle relay looks for work (LISTEN/NOTIFY wakes it sooner).
         max_backoff: Longest wait of a relay between attempts while the broker is down.
-        lease: How long a relay's claim on a row lasts (SQLite and other databases without
-            `SKIP LOCKED`); a crashed relay's rows are taken over after it.
+        lease: How long a claim on a row lasts: the committing process's (it sends its own
+            rows; no relay sends them meanwhile, however long a burst takes) and a relay's
+            (databases without `SKIP LOCKED`). A crashed owner's rows are sent by a relay
+            once its claim has run out. 0 turns the publisher's claims off (`grace` only).
         keep_days: Sent rows are deleted at once (0) or kept that many days.
         batch_size: Rows per relay batch.
         fast_path: False leaves every row to the relay.

@@ -16,9 +16,19 @@ from django.db import connections
 
 
 def sends_in_committing_thread(using: str) -> bool:
-    """True when the rows committed on `using` must be settled by the committing thread."""
+    """True when the rows committed on `using` must be settled by the committing thread.
+
+    Not with `fast_path` False: then every row is the relay's, as everywhere.
+    """
+    from dj_cqrs.outbox.settings import outbox_settings
+
     connection = connections[using]
     if connection.vendor != "sqlite":
+        return False
+    try:
+        if not outbox_settings().fast_path:
+            return False
+    except Exception:  # noqa: BLE001  (invalid settings are reported by checks)
         return False
     mode = (connection.settings_dict.get("OPTIONS") or {}).get("transaction_mode")
     return str(mode or "").upper() != "IMMEDIATE"

@@ -110,18 +110,21 @@ def send_rows(
         return [], []
     outcome = routing.send_checked([p for _, p in ready], metrics.timed(producer.send, "commit"))
     metrics.set_aside("refused", len(outcome.refused))
+    left: list[tuple[int, str]] = []
     for index, reason in outcome.refused.items():
+        if not routing.set_aside_when_refused(ready[index][1]):
+            left.append((ready[index][0], reason))
+            continue
         logger.error("CQRS outbox row %s was set aside: %s", ready[index][0], reason)
         try:
             rows.set_aside(using, [ready[index][0]], reason)
         except Exception:
             logger.exception("CQRS could not set aside outbox row %s", ready[index][0])
     done = [ready[i][0] for i in outcome.sent]
-    left: list[tuple[int, str]] = []
     if outcome.error is not None:
         exc = outcome.error
         settled = set(outcome.sent) | set(outcome.refused)
-        left = [
+        left += [
             (row_id, f"publish failed: {type(exc).__name__}: {exc}")
             for i, (row_id, _) in enumerate(ready)
             if i not in settled

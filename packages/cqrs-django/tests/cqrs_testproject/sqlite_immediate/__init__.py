@@ -1,6 +1,6 @@
-"""SQLite backend whose transactions start with BEGIN IMMEDIATE, for Django < 5.1.
+"""SQLite backend that understands `"OPTIONS": {"transaction_mode": ...}` on Django < 5.1.
 
-Django 5.1 added `"OPTIONS": {"transaction_mode": "IMMEDIATE"}`; the test settings use this
-backend instead on Django 4.2, so that tests running masters, relays and consumers against one
-SQLite file wait for each other instead of failing with "database is locked".
+Django 5.1 added the option; the test settings use this backend on Django 4.2 so that the
+tests, which run masters, relays and consumers against one SQLite file, get the same IMMEDIATE
+transactions (and the same code paths, which read the option) on every Django they cover.
 """

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.backends.sqlite3 import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        self.transaction_mode = params.pop("transaction_mode", None)  # not sqlite3.connect's
+        return params
+
     def _start_transaction_under_autocommit(self) -> None:
-        self.cursor().execute("BEGIN IMMEDIATE")
+        mode = getattr(self, "transaction_mode", None)
+        self.cursor().execute(f"BEGIN {mode}" if mode else "BEGIN")

@@ -115,7 +115,11 @@ class Command(BaseCommand):
 
         relay = Relay(options["database"], settings=settings, on_batch=report)
         server = serve_relay(options, options["database"], out=self.stdout)
-        logger.info("CQRS relay started: %s", banner(options["database"], once=options["once"]))
+        started = f"CQRS relay started: {banner(options['database'], once=options['once'])}"
+        if verbosity >= 1:  # beside "stopped after sending N event(s)"
+            self.stdout.write(started)
+        else:
+            logger.info(started)
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: relay.stop())
