@@ -228,6 +228,9 @@ def ours(tmp_path: Path) -> Side:
         DJANGO_SETTINGS_MODULE="cqrs_testproject.settings",
         CQRS_TEST_DB="sqlite",
         CQRS_TEST_DB_NAME=str(tmp_path / "ours.sqlite3"),
+        # The same test double as the 3.x side: a SYNC "sent" to a queue no process has bound
+        # must not be refused (the memory broker of a lone process refuses it).
+        CQRS_TEST_SETTINGS=json.dumps({"transport": "dj_cqrs.transport.mock.TransportMock"}),
     )
     command = [sys.executable, str(OUR_TESTS / "cqrs_testproject" / "manage.py")]
     side = Side(

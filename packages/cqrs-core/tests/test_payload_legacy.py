@@ -32,8 +32,12 @@ def make(**overrides: Any) -> TransportPayload:
 
 @pytest.fixture
 def restore_default_ttl() -> Iterator[None]:
+    """Put back the provider found (dj_cqrs registers one when Django runs these tests too)."""
+    from cqrs_core import payload
+
+    found = payload._default_ttl
     yield
-    set_default_ttl(None)
+    set_default_ttl(found)
 
 
 def test_pk_is_instance_pk() -> None:

@@ -87,9 +87,9 @@ def test_over_long_string_is_rejected_on_both_paths_not_truncated(
     assert kinds(outcomes) == ["applied", "dead", "applied"]
     assert "150 characters, the column holds 100" in outcomes[1].reason
     assert sorted(Item.objects.values_list("pk", "name")) == [(1, "good one"), (3, "x" * 100)]
-    # one line for the bad message, no traceback, no fallback of the batch to the slow path
-    records = cqrs_records(caplog)
-    assert len(records) == 1 and records[0].exc_info is None, records
+    # no traceback and no fallback of the batch to the slow path; the dead letter itself is
+    # logged once, with this reason, by `cqrs_consume` (see the RabbitMQ test below)
+    assert cqrs_records(caplog) == []
 
 
 @pytest.mark.django_db
@@ -499,7 +499,7 @@ def test_bad_messages_among_good_ones_through_rabbitmq(vhost: str, tmp_path: Pat
     # on PostgreSQL one more for the batch the NUL character sent one by one
     log = [line for line in consumer.output if not re.search(r"cqrs_consume: ", line)]
     assert not any("Traceback" in line for line in log), consumer.text
-    assert len([line for line in log if "rejected, dead-lettered" in line]) == len(bad)
+    assert len([line for line in log if " dead-lettered " in line]) == len(bad), consumer.text
     assert len(log) <= len(bad) + (1 if ON_POSTGRESQL else 0), consumer.text
     per_message = len(log) / len(bad)
     print(

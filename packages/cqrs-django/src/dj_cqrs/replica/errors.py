@@ -193,7 +193,9 @@ def log_failure(model: Any, what: str, retries: int, exc: BaseException, kind: K
     `REPEAT_WINDOW`, none for bad data (the reason says it all)."""
     reason = f"{type(exc).__name__}: {exc}"
     if kind is Kind.BAD_MESSAGE:
-        logger.error("%s rejected, dead-lettered without retry: %s", what, reason)
+        # `cqrs_consume` logs every dead letter once with its reason (`dead-lettered ...`):
+        # saying it here as well would double the lines of a bad message.
+        logger.debug("%s rejected, dead-lettered without retry: %s", what, reason)
         return
     repeats = _repeats.report(error_key(model, exc))
     if repeats is None:
