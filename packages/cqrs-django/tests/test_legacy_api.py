@@ -371,6 +371,26 @@ def test_log_timed_out_queries(settings: Any, monkeypatch: Any, caplog: Any) -> 
     assert "Timed out query:\nSELECT slow()" in caplog.text
 
 
+@pytest.mark.parametrize("code", [3024, 1969], ids=["mysql", "mariadb"])
+def test_log_timed_out_queries_on_mysql_and_mariadb(
+    settings: Any, monkeypatch: Any, caplog: Any, code: int
+) -> None:
+    """MySQL stops a query with error 3024 (MAX_EXECUTION_TIME), MariaDB with 1969."""
+    from dj_cqrs import logger as cqrs_logger
+
+    fake = _FakeConnection("mysql")
+    monkeypatch.setattr(cqrs_logger, "connection_for", lambda model: fake)
+    cqrs_logger.install_last_query_capturer(Item)
+    [capturer] = fake.execute_wrappers
+    capturer(lambda *args: None, "SELECT slow()", None, False, {})
+    settings.CQRS = {**settings.CQRS, "replica": {"CQRS_LOG_TIMED_OUT_QUERIES": True}}
+    with caplog.at_level(logging.ERROR, logger="django-cqrs"):
+        cqrs_logger.log_timed_out_queries(OperationalError(1213, "deadlock"), Item)
+        assert "SELECT slow()" not in caplog.text
+        cqrs_logger.log_timed_out_queries(OperationalError(code, "interrupted"), Item)
+    assert "Timed out query:\nSELECT slow()" in caplog.text
+
+
 def test_get_correlation_id(settings: Any) -> None:
     from dj_cqrs.correlation import get_correlation_id
 

@@ -100,9 +100,9 @@ def test_dead_letter_for_an_id_without_binding_goes_to_the_dead_letter_queue(opt
         amqp.queue_bind(queue, options["exchange"], routing_key="stray")
         transport.produce_many([make_payload(1, cqrs_id="stray"), make_payload(2, cqrs_id="a")])
         recorder = Recorder(
-            lambda payload, seen: Outcome.dead("no model")
-            if payload.cqrs_id == "stray"
-            else Outcome.applied()
+            lambda payload, seen: (
+                Outcome.dead("no model") if payload.cqrs_id == "stray" else Outcome.applied()
+            )
         )
         handler = decides_unlisted_ids(recorder)
         consume_until(

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_REPLICA_MAX_RETRIES",
     "DEFAULT_REPLICA_RETRY_DELAY",
     "FIELDS_TRACKER_FIELD_NAME",
+    "MARIADB_TIMEOUT_ERROR_CODE",
     "MYSQL_TIMEOUT_ERROR_CODE",
     "NO_QUEUE",
     "PG_TIMEOUT_FLAG",
@@ -58,3 +59,5 @@ PG_TIMEOUT_FLAG = "statement timeout"
 """Text of PostgreSQL's error when `statement_timeout` cancels a query."""
 MYSQL_TIMEOUT_ERROR_CODE = 3024
 """MySQL error code of a query stopped by MAX_EXECUTION_TIME."""
+MARIADB_TIMEOUT_ERROR_CODE = 1969
+"""MariaDB error code of a query stopped by max_statement_time (MariaDB has no 3024)."""

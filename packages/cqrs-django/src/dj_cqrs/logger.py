@@ -17,6 +17,7 @@ from dj_cqrs import conf
 from dj_cqrs.constants import (
     DB_VENDOR_MYSQL,
     DB_VENDOR_PG,
+    MARIADB_TIMEOUT_ERROR_CODE,
     MYSQL_TIMEOUT_ERROR_CODE,
     PG_TIMEOUT_FLAG,
     SUPPORTED_TIMEOUT_DB_VENDORS,
@@ -78,7 +79,8 @@ def log_timed_out_queries(error: BaseException | None, model_cls: Any) -> None:
     if vendor not in SUPPORTED_TIMEOUT_DB_VENDORS:
         return
     first = error.args[0]
-    timed_out = (vendor == DB_VENDOR_MYSQL and first == MYSQL_TIMEOUT_ERROR_CODE) or (
+    mysql_codes = (MYSQL_TIMEOUT_ERROR_CODE, MARIADB_TIMEOUT_ERROR_CODE)
+    timed_out = (vendor == DB_VENDOR_MYSQL and first in mysql_codes) or (
         vendor == DB_VENDOR_PG and PG_TIMEOUT_FLAG in str(first)
     )
     capturer = _capturer(connection)

@@ -82,8 +82,7 @@ class RawMasterMixin(models.Model):
     # new migration on the switch.
     cqrs_revision = models.IntegerField(
         default=0,
-        help_text="This field must be incremented on any model update. "
-        "It's used to for CQRS sync.",
+        help_text="This field must be incremented on any model update. It's used to for CQRS sync.",
     )
     cqrs_updated = models.DateTimeField(
         auto_now=True,
