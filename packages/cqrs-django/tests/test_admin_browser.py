@@ -174,7 +174,7 @@ def test_admin_sync_action_in_a_real_browser(
     Select(browser.find_element(By.NAME, "action")).select_by_value("sync_items")
     browser.find_element(By.CSS_SELECTOR, "button[name=index]").click()
     message = eventually(
-        lambda: browser.find_elements(By.CSS_SELECTOR, ".messagelist .success"), "a message"
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".messagelist .info"), "a message"
     )
     assert "2 successfully synced. 0 failed: []" in message[0].text
     assert seen_querysets == [sorted(selected)]

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +25,6 @@ import pytest
 from cqrs_testproject.replica_app.models import ApplyLog
 from replica_support import ConsumeProcess, data, payload
 
-from cqrs_core.testing.plugin import service_unavailable
 from cqrs_rabbitmq import RabbitMQTransport
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.broker("rabbitmq")]
@@ -40,15 +38,9 @@ WAIT = 60.0
 
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[str]:
-    try:
-        socket.create_connection((HOST, PORT), timeout=3).close()
-    except OSError as exc:
-        service_unavailable(f"RabbitMQ at {HOST}:{PORT}", exc)
-    from cqrs_rabbitmq.testing import temporary_vhost
+    from cqrs_rabbitmq.testing import required_vhost
 
-    with temporary_vhost("cqrs_ops") as name:
-        if name is None:
-            service_unavailable("rabbitmqctl", "needed to create a test virtual host")
+    with required_vhost("cqrs_ops", HOST, PORT) as name:
         yield name
 
 

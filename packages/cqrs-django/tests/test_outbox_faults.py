@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,6 @@ from cqrs_testproject.master_app.models import Author
 from django.db import connections, transaction
 
 from cqrs_core.testing._consuming import Recorder, consume_until
-from cqrs_core.testing.plugin import service_unavailable
 from cqrs_core.testing.proxy import TcpProxy
 from dj_cqrs import conf
 from dj_cqrs.outbox import fast_path
@@ -46,15 +44,9 @@ TUNING = {
 
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[str]:
-    try:
-        socket.create_connection((HOST, PORT), timeout=3).close()
-    except OSError as exc:
-        service_unavailable(f"RabbitMQ at {HOST}:{PORT}", exc)
-    from cqrs_rabbitmq.testing import temporary_vhost
+    from cqrs_rabbitmq.testing import required_vhost
 
-    with temporary_vhost("cqrs_outbox") as name:
-        if name is None:
-            service_unavailable("rabbitmqctl add_vhost", "needed for an isolated virtual host")
+    with required_vhost("cqrs_outbox", HOST, PORT) as name:
         yield name
 
 

@@ -50,15 +50,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[str]:
-    try:
-        socket.create_connection((HOST, PORT), timeout=3).close()
-    except OSError as exc:
-        service_unavailable(f"RabbitMQ at {HOST}:{PORT}", exc)
-    from cqrs_rabbitmq.testing import temporary_vhost
+    from cqrs_rabbitmq.testing import required_vhost
 
-    with temporary_vhost("cqrs_ops") as name:
-        if name is None:
-            service_unavailable("rabbitmqctl add_vhost", "needed for an isolated virtual host")
+    with required_vhost("cqrs_ops", HOST, PORT) as name:
         yield name
 
 

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -389,17 +388,9 @@ WAIT = 90.0
 
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[str]:
-    from cqrs_core.testing.plugin import service_unavailable
+    from cqrs_rabbitmq.testing import required_vhost
 
-    try:
-        socket.create_connection((RABBIT_HOST, RABBIT_PORT), timeout=3).close()
-    except OSError as exc:
-        service_unavailable(f"RabbitMQ at {RABBIT_HOST}:{RABBIT_PORT}", exc)
-    from cqrs_rabbitmq.testing import temporary_vhost
-
-    with temporary_vhost("cqrs_safety") as name:
-        if name is None:
-            service_unavailable("rabbitmqctl", "needed to create a test virtual host")
+    with required_vhost("cqrs_safety", RABBIT_HOST, RABBIT_PORT) as name:
         yield name
 
 

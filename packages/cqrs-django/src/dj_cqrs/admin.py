@@ -44,10 +44,13 @@ class CQRSAdminMasterSyncMixin:
         The message is django-cqrs 3.x's, word for word (`N successfully synced. M failed:
         [...]`), since tests and scripts of existing services read it.
         """
-        failed = [item for item in self._cqrs_sync_queryset(queryset) if not item.cqrs_sync()]
-        total = len(queryset)
+        items = list(self._cqrs_sync_queryset(queryset))
+        failed = [item for item in items if not item.cqrs_sync()]
+        # 3.x counted the selection before `_cqrs_sync_queryset` narrowed it; we count what
+        # was really synced (the same number unless that hook filters).
         self.message_user(  # type: ignore[attr-defined]
-            request, f"{total - len(failed)} successfully synced. {len(failed)} failed: {failed}"
+            request,
+            f"{len(items) - len(failed)} successfully synced. {len(failed)} failed: {failed}",
         )
 
 

@@ -40,6 +40,28 @@ def temporary_vhost(prefix: str = "cqrs_test", *, user: str = "guest") -> Iterat
             rabbitmqctl("delete_vhost", name)
 
 
+@contextlib.contextmanager
+def required_vhost(prefix: str, host: str = "127.0.0.1", port: int = 5672) -> Iterator[str]:
+    """`temporary_vhost` on the RabbitMQ at `host:port`, for a pytest fixture.
+
+    When the broker does not answer or `rabbitmqctl` is missing, the test fails under CI and
+    is skipped elsewhere (`cqrs_core.testing.plugin.service_unavailable`).
+    """
+    import socket
+
+    from cqrs_core.testing.plugin import service_unavailable  # imports pytest: tests only
+
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        service_unavailable(f"RabbitMQ at {host}:{port}", exc)
+    with temporary_vhost(prefix) as name:
+        if name is None:
+            service_unavailable("rabbitmqctl", "needed to create a test virtual host")
+        assert name is not None
+        yield name
+
+
 def amqp_url(
     vhost: str | None, host: str = "127.0.0.1", port: int = 5672, credentials: str = "guest:guest"
 ) -> str:
