@@ -1,4 +1,5 @@
-"""`cqrs_bulk_load` rate: the bulk path against row-by-row `cqrs_save(sync=True)`, same file.
+"""`cqrs_bulk_load` rate: the bulk path against row-by-row `cqrs_save(sync=True)`, same file,
+beside the replica consumer applying the same rows as SYNC events (what `cqrs_sync` makes it do).
 
     CQRS_TEST_DB=sqlite|postgres python benchmarks/bench_bulk_load.py [N] [--batch B] [--short]
 
@@ -65,12 +66,49 @@ def main() -> None:
                 elapsed = time.perf_counter() - started
             assert Item.objects.count() == count
             results[label] = (elapsed, count / elapsed)
+        results["consumer, same rows"] = _through_the_consumer(count, now, Item)
         print(f"cqrs_bulk_load of {count} rows, batch {batch}, on {connection.vendor}")
         for label, (elapsed, rate) in results.items():
-            print(f"  {label:<11} {elapsed:8.2f} s  {rate:10.0f} rows/s")
+            print(f"  {label:<19} {elapsed:8.2f} s  {rate:10.0f} rows/s")
         os.unlink(dump.name)
     finally:
         connection.creation.destroy_test_db(old, verbosity=0)
+
+
+def _through_the_consumer(count: int, now: str, model: type) -> tuple[float, float]:
+    """The same rows as SYNC events through a broker and the replica consumer (default settings):
+    what `cqrs_sync` of the master would make the replica do, for a same-run comparison."""
+    from cqrs_core.constants import SignalType
+    from cqrs_core.payload import TransportPayload
+    from cqrs_core.transports.memory import MemoryBroker, MemoryTransport
+    from dj_cqrs.consumer import consume
+
+    model.objects.all().delete()  # type: ignore[attr-defined]
+    name = f"bench_bulk_{os.getpid()}"
+    transport = MemoryTransport({"url": f"memory://{name}", "queue": "bench"})
+    try:
+        transport.declare(["item"])
+        transport.produce_many(
+            TransportPayload(
+                SignalType.SYNC,
+                "item",
+                {"id": pk, "name": f"n{pk}", "cqrs_revision": 0, "cqrs_updated": now},
+                pk,
+            )
+            for pk in range(1, count + 1)
+        )
+        started = time.perf_counter()
+
+        def caught_up() -> None:
+            if model.objects.count() >= count:  # type: ignore[attr-defined]
+                transport.stop()
+
+        consume(["item"], transport=transport, on_tick=caught_up)
+        elapsed = time.perf_counter() - started
+    finally:
+        transport.close()
+        MemoryBroker.drop(name)
+    return elapsed, count / elapsed
 
 
 if __name__ == "__main__":

@@ -606,6 +606,24 @@ def print_tables(report: dict[str, Any]) -> None:
         print(f"{label:<36} " + " ".join(f"{cell:>28}" for cell in cells))
 
 
+def bulk_load(rows: int) -> str:
+    """(6) `cqrs_bulk_load` row by row and bulk, beside the consumer applying the same rows, on
+    PostgreSQL: the table printed by benchmarks/bench_bulk_load.py (run in a child process)."""
+    script = HERE / "bench_bulk_load.py"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(rows)],
+        env={**env, "CQRS_TEST_DB": "postgres"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"cqrs_bulk_load benchmark failed: {(done.stdout + done.stderr)[-1500:]}"
+    return done.stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -658,8 +676,10 @@ def main(argv: list[str] | None = None) -> int:
             ratio = stats["apply_rate"]["median"] / lower
             stats["apply_vs_ceiling"] = {"median": ratio, "min": ratio, "max": ratio, "n": 1}
             report["transports"][kind] = stats
+    report["bulk_load"] = bulk_load(size["bulk"])
     report["seconds"] = time.monotonic() - started
     print_tables(report)
+    print(f"\n{report['bulk_load']}")
     print(f"\ntotal {report['seconds']:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
