@@ -132,6 +132,35 @@ def test_demo_on_rabbitmq(rabbitmq_url: str) -> None:
     assert f"exchange 'demo_x_{run_id}'" in result.stdout
 
 
+@pytest.mark.broker("rabbitmq")
+def test_demo_on_rabbitmq_masks_the_password_and_removes_what_it_declared() -> None:
+    """With the names the demo picks itself, nothing is left on the broker afterwards."""
+    _rabbitmq_up()
+    from cqrs_rabbitmq.testing import amqp_url, temporary_vhost
+
+    with temporary_vhost("cqrs_demo") as vhost:
+        if vhost is None:
+            service_unavailable("rabbitmqctl", "needed to list what the demo left behind")
+        result = _run_demo("--transport", "rabbitmq", "--url", amqp_url(vhost))
+        _assert_success(result)
+        assert "guest:guest@" not in result.stdout + result.stderr
+        assert "guest:***@" in result.stdout
+        assert _rabbitmqctl_names("list_queues", vhost) == []
+        exchanges = _rabbitmqctl_names("list_exchanges", vhost)
+        assert [name for name in exchanges if name and not name.startswith("amq.")] == []
+
+
+def _rabbitmqctl_names(command: str, vhost: str) -> list[str]:
+    done = subprocess.run(
+        ["rabbitmqctl", "-q", command, "-p", vhost, "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [line.strip() for line in done.stdout.splitlines()[1:] if line.strip()]
+
+
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
 
