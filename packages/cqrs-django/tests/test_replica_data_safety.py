@@ -301,8 +301,9 @@ def test_database_data_error_is_dead_at_once_and_the_rest_applies(
     assert sorted(Item.objects.values_list("pk", flat=True)) == [1, 3]
     records = cqrs_records(caplog)
     assert all(r.exc_info is None for r in records)
-    # the bad message's line, plus (bulk) one line saying the batch went one by one
-    assert len(records) == (2 if bulk else 1), [r.getMessage() for r in records]
+    # (bulk) one line saying the batch went one by one; the dead letter itself is logged
+    # once by `cqrs_consume`, not here
+    assert len(records) == (1 if bulk else 0), [r.getMessage() for r in records]
 
 
 @pytest.mark.django_db
