@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from cqrs_core.constants import (
@@ -89,6 +89,24 @@ def setting_name(where: str, key: str | None = None) -> str:
     """`CQRS['master']['outbox']` for `where="master.outbox"` (and `[key]` after it if given)."""
     parts = [p for p in where.split(".") if p] + ([key] if key is not None else [])
     return "CQRS" + "".join(f"[{p!r}]" for p in parts)
+
+
+def value_problems(
+    options: Mapping[str, Any], build: Callable[[Mapping[str, Any], CommonOptions], object]
+) -> list[Problem]:
+    """Build a transport's settings the way it will at runtime; an `INVALID_VALUE` if it fails.
+
+    A bad common key is left to the framework's own checks (reported once, not per transport).
+    """
+    try:
+        common = CommonOptions.from_mapping(options)
+    except ConfigurationError:
+        return []
+    try:
+        build(options, common)
+    except ConfigurationError as exc:
+        return [Problem(INVALID_VALUE, str(exc))]
+    return []
 
 
 def unknown_keys(

@@ -33,6 +33,7 @@ from cqrs_core.options import (
     Problem,
     unknown_keys,
     url_problems,
+    value_problems,
 )
 
 _OWN_KEYS = frozenset(
@@ -91,17 +92,7 @@ def check_options(options: Mapping[str, Any]) -> list[Problem]:
         return [*found, Problem(INVALID_VALUE, "CQRS['kafka'] must be a dict of Kafka options.")]
     undotted = {k: v for k, v in section.items() if not (isinstance(k, str) and "." in k)}
     found += unknown_keys(undotted, _OWN_KEYS, "kafka")
-    if found:
-        return found
-    try:
-        common = CommonOptions.from_mapping(options)
-    except ConfigurationError:
-        return []  # a common key: the framework's own checks report it
-    try:
-        KafkaSettings.from_options(options, common)
-    except ConfigurationError as exc:
-        return [Problem(INVALID_VALUE, str(exc))]
-    return []
+    return found or value_problems(options, KafkaSettings.from_options)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from cqrs_core.options import (
     Problem,
     unknown_keys,
     url_problems,
+    value_problems,
 )
 
 DEFAULTS: Mapping[str, float] = {
@@ -79,17 +80,7 @@ def check_options(options: Mapping[str, Any]) -> list[Problem]:
     ):
         if isinstance(ssl_value, Mapping):
             found += unknown_keys(ssl_value, _SSL_KEYS, where)
-    if found:
-        return found
-    try:
-        common = CommonOptions.from_mapping(options)
-    except ConfigurationError:
-        return []  # a common key: the framework's own checks report it
-    try:
-        RabbitMQSettings.from_options(options, common)
-    except ConfigurationError as exc:
-        return [Problem(INVALID_VALUE, str(exc))]
-    return []
+    return found or value_problems(options, RabbitMQSettings.from_options)
 
 
 @dataclasses.dataclass(frozen=True)
