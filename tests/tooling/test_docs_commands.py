@@ -14,13 +14,13 @@ import re
 from pathlib import Path
 
 import pytest
+from docs_support import headings
 
 django = pytest.importorskip("django")
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "commands.md"
 COMMANDS = ROOT / "packages" / "cqrs-django" / "src" / "dj_cqrs" / "management" / "commands"
-_HEADING = re.compile(r"^(#+)\s+(.*)$")
 _DJANGO_OPTIONS = {
     "-h",
     "--help",
@@ -41,20 +41,9 @@ NAMES = sorted(p.stem for p in COMMANDS.glob("cqrs_*.py"))
 
 def sections() -> dict[str, str]:
     """Text under each heading (nested headings included), by every `name` the heading quotes."""
-    lines = DOC.read_text(encoding="utf-8").splitlines()
     found: dict[str, str] = {}
-    for start, line in enumerate(lines):
-        match = _HEADING.match(line)
-        if not match:
-            continue
-        level = len(match.group(1))
-        body = []
-        for other in lines[start + 1 :]:
-            deeper = _HEADING.match(other)
-            if deeper and len(deeper.group(1)) <= level:
-                break
-            body.append(other)
-        for name in re.findall(r"`([^`]+)`", match.group(2)):
+    for heading, body in headings(DOC.read_text(encoding="utf-8")):
+        for name in re.findall(r"`([^`]+)`", heading):
             found.setdefault(name, "\n".join(body))
     return found
 

@@ -6,33 +6,21 @@ documentation, the checks and the code cannot drift apart.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from docs_support import headings
 
 from dj_cqrs.checks import known_keys
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
-_HEADING = re.compile(r"^(#+)\s+(.*)$")
 
 
 def sections(text: str) -> dict[str, list[str]]:
     """Lines under each heading (nested headings included), by the heading's bare text."""
-    lines = text.splitlines()
     found: dict[str, list[str]] = {}
-    for start, line in enumerate(lines):
-        match = _HEADING.match(line)
-        if not match:
-            continue
-        level = len(match.group(1))
-        body = []
-        for other in lines[start + 1 :]:
-            deeper = _HEADING.match(other)
-            if deeper and len(deeper.group(1)) <= level:
-                break
-            body.append(other)
-        found.setdefault(match.group(2).strip().strip("`"), body)
+    for heading, body in headings(text):
+        found.setdefault(heading.strip().strip("`"), body)
     return found
 
 
