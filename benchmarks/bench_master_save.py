@@ -57,7 +57,7 @@ def main() -> None:
 
         from cqrs_core.transports.memory import MemoryTransport
         from dj_cqrs import conf
-        from dj_cqrs.outbox import fast_path
+        from dj_cqrs.outbox import background_publisher
         from dj_cqrs.outbox.models import OutboxEvent
 
         base = dict(settings.CQRS)
@@ -100,7 +100,7 @@ def main() -> None:
                         master.save()
                     plain_u.append(middle - start)
                     cqrs_u.append(clock() - middle)
-                if not fast_path.flush(30):  # the background publisher: not the saves' cost
+                if not background_publisher.flush(30):  # the publisher thread: not the saves
                     print(f"warning: {mode} events still queued after 30s", file=sys.stderr)
             Author.objects.all().delete()
             PlainAuthor.objects.all().delete()

@@ -7,7 +7,8 @@
 
 Migrates both services (separate SQLite databases), starts the replica's `cqrs_consume` and the
 master's `cqrs_relay` as separate processes, drives the master, waits for the replica to catch
-up, then prints events per type, both sides' rows, the replication lag and a consistency
+up, then prints events per type, both sides' rows, the replication lag (per event, and the
+p50/p90/p99 of the replica's lag histogram from its /metrics) and a consistency
 verdict computed by comparing the two databases. Exit status 0 only if they match.
 """
 
@@ -28,7 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _percentiles
 import _report
+import _tracing
 from _processes import DemoError, Processes, free_port, wait_for_port
 
 HERE = Path(__file__).resolve().parent
@@ -126,10 +129,13 @@ class Demo:
             PYTHONUNBUFFERED="1",
         )
         env.pop("DJANGO_SETTINGS_MODULE", None)
+        env.update(_tracing.environment(self.workdir))  # spans of every service (issue 16)
         self.processes = Processes(env, self.workdir / "logs")
         self.master_db = self.workdir / "master.sqlite3"
         self.replica_db = self.workdir / "replica.sqlite3"
         self.cleaned = False
+        self.metrics_port: int | None = None
+        """The replica consumer's /metrics port (None without prometheus_client)."""
 
     def cleanup(self) -> None:
         """Stop every child and remove the temporary folder; safe to call more than once."""
@@ -192,7 +198,9 @@ class Demo:
             f"replica queue {self.queue!r}; work folder {self.workdir}"
         )
         self.migrate()
-        consumer = self.processes.start("replica cqrs_consume", REPLICA, ["cqrs_consume"])
+        self.metrics_port = free_port(0) if _percentiles.available() else None
+        consume = ["cqrs_consume", *_percentiles.consumer_args(self.metrics_port)]
+        consumer = self.processes.start("replica cqrs_consume", REPLICA, consume)
         relay = self.processes.start("master cqrs_relay", MASTER, ["cqrs_relay"])
         say(
             f"started replica `manage.py cqrs_consume` (pid {consumer.pid}) and master "
@@ -246,6 +254,19 @@ class Demo:
         _report.print_events(sys.stdout, self.master_db, self.replica_db)
         _report.print_rows(sys.stdout, self.master_db, self.replica_db)
         _report.print_lag(sys.stdout, self.replica_db)
+        self.print_lag_percentiles()
+        self.print_span_tree()
+
+    def print_span_tree(self) -> None:
+        """One event's trace from the master's save to the replica's apply (OpenTelemetry)."""
+        _tracing.print_tree(sys.stdout, self.workdir / "spans.jsonl")
+        sys.stdout.flush()
+
+    def print_lag_percentiles(self) -> None:
+        """p50/p90/p99 of the replica's lag histogram (its /metrics), as a dashboard shows."""
+        saves = sum(1 for kind, _ in _report.applied(self.replica_db) if kind == "SAVE")
+        _percentiles.print_percentiles(sys.stdout, self.metrics_port, saves)
+        sys.stdout.flush()
 
     def verdict(self) -> int:
         master = _report.master_rows(self.master_db)

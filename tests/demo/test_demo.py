@@ -85,7 +85,27 @@ def _assert_success(result: subprocess.CompletedProcess[str]) -> None:
     for kind in ("SAVE", "DELETE", "SYNC"):
         assert re.search(rf"^  {kind}\s+[1-9]\d*\s+[1-9]\d*$", result.stdout, re.MULTILINE), output
     assert re.search(r"^  all\s+\d+\s+[\d.]+ ms\s+[\d.]+ ms$", result.stdout, re.MULTILINE), output
+    _assert_lag_percentiles(result.stdout)
     _assert_cleaned_up(result.stdout)
+
+
+PERCENTILES = re.compile(
+    r"^  all\s+(\d+)\s+p50\s+([\d.]+) ms\s+p90\s+([\d.]+) ms\s+p99\s+([\d.]+) ms$", re.MULTILINE
+)
+
+
+def _assert_lag_percentiles(output: str) -> None:
+    """p50 <= p90 <= p99 of the replica's lag histogram, over the SAVEs it applied."""
+    assert "Replication lag percentiles (cqrs_replica_lag_seconds" in output, output
+    found = PERCENTILES.search(output)
+    assert found, output
+    count = int(found.group(1))
+    p50, p90, p99 = (float(value) for value in found.groups()[1:])
+    published = re.search(r"^  SAVE\s+(\d+)\s+\d+$", output, re.MULTILINE)
+    assert published, output
+    assert 1 <= count <= int(published.group(1)), output  # applied SAVEs, each observed once
+    # milliseconds; the demo gives up after 40 s, so no lag reaches the 60 s bucket's bound
+    assert 0 < p50 <= p90 <= p99 <= 60_000, output
 
 
 def test_demo_on_the_embedded_broker() -> None:

@@ -393,9 +393,9 @@ class Replication:
         self.settings.CQRS = _merge(self.base, self.cqrs(**extra))
         conf.reset_transport()
         with contextlib.suppress(ImportError):
-            from dj_cqrs.outbox import fast_path
+            from dj_cqrs.outbox import background_publisher
 
-            fast_path.resume()
+            background_publisher.resume()
 
     def consumer(
         self, *args: str, db_name: str | None = None, ready: bool = True, **extra: Any

@@ -1,6 +1,7 @@
 """A pipe or a dump file that mixes a django-cqrs 3.1.0 service and ours works both ways.
 
-django-cqrs 3.1.0 (from PyPI) is installed into a throwaway virtualenv and runs a tiny project
+django-cqrs 3.1.0 (from PyPI) is installed into a virtualenv of its own (cached between runs
+under ~/.cache/cqrs-tests, rebuilt when missing) and runs a tiny project
 written here (one master and one replica model, SQLite, the 3.x `TransportMock`). Our side is the
 test project (`cqrs_testproject`) on its own SQLite file. Each command is a real process; the
 text one side prints is fed unchanged to the other side's next stage, and the test checks what
@@ -158,24 +159,64 @@ class Side:
         return json.loads(self.shell(REPLICA_ROWS).strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="session")
-def upstream_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv with django-cqrs 3.1.0 (made once per session) holding the 3.x project."""
+def _cache_dir() -> Path:
+    """Where the 3.x virtualenv is kept between runs (`CQRS_TEST_CACHE` or ~/.cache/cqrs-tests)."""
+    base = os.environ.get("CQRS_TEST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cqrs-tests"
+    )
+    return Path(base)
+
+
+def _venv_key() -> str:
+    """The cached venv is valid for one upstream release, Django range and base interpreter."""
+    import hashlib
+
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    digest = hashlib.sha256(f"{UPSTREAM}|{DJANGO}|{base}|{sys.version}".encode()).hexdigest()
+    return (
+        f"{UPSTREAM.replace('==', '-')}-py{sys.version_info[0]}{sys.version_info[1]}-{digest[:12]}"
+    )
+
+
+def _probe_3x(python: Path, venv: Path, env: dict[str, str]) -> tuple[bool, str]:
+    """Does `python` import django-cqrs 3.x from `venv`, and nothing of ours?"""
+    try:
+        probe = subprocess.run(
+            [
+                str(python),
+                "-I",
+                "-c",
+                "import dj_cqrs, importlib.util as u; "
+                "print(dj_cqrs.__file__); print(u.find_spec('cqrs_core'))",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    parts = probe.stdout.split()
+    if probe.returncode != 0 or len(parts) != 2:
+        return False, probe.stdout + probe.stderr
+    where, core = parts
+    return Path(where).is_relative_to(venv) and core == "None", probe.stdout
+
+
+def _build_3x_venv(venv: Path, env: dict[str, str]) -> None:
     uv = shutil.which("uv")
     if uv is None:
         pytest.fail("uv is needed to install django-cqrs 3.1.0: pip install uv")
-    root = tmp_path_factory.mktemp("cqrs3x")
-    venv = root / "venv"
-    env = _clean_env()
+    shutil.rmtree(venv, ignore_errors=True)
     subprocess.run(
         [uv, "venv", "-q", "--python", sys.executable, str(venv)],
         env=env,
         check=True,
         timeout=TIMEOUT,
     )
-    python = venv / "bin" / "python"
     installed = subprocess.run(
-        [uv, "pip", "install", "-q", "--python", str(python), UPSTREAM, DJANGO],
+        [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), UPSTREAM, DJANGO],
         env=env,
         capture_output=True,
         text=True,
@@ -183,38 +224,55 @@ def upstream_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     if installed.returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
         service_unavailable(f"PyPI ({UPSTREAM})", installed.stderr.strip()[-2000:])
-    project = root / "project3x"
+
+
+@pytest.fixture(scope="session")
+def upstream_python() -> Path:
+    """A virtualenv with django-cqrs 3.1.0, cached between runs and rebuilt when missing or broken.
+
+    Kept under `_cache_dir()`, keyed by the upstream version and the base interpreter; a lock
+    file serialises concurrent test runs building it, and a marker is written only after the
+    probe passed, so a half-built venv is never used.
+    """
+    import fcntl
+
+    env = _clean_env()
+    root = _cache_dir() / _venv_key()
+    root.mkdir(parents=True, exist_ok=True)
+    venv = root / "venv"
+    python = venv / "bin" / "python"
+    marker = root / "ready"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists() and _probe_3x(python, venv, env)[0]:
+            return python
+        marker.unlink(missing_ok=True)
+        _build_3x_venv(venv, env)
+        ok, detail = _probe_3x(python, venv, env)
+        assert ok, detail  # 3.x only
+        marker.write_text(UPSTREAM + "\n")
+    return python
+
+
+@pytest.fixture(scope="session")
+def project3x(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny 3.x project (manage.py, settings, one app), written once per session."""
+    project = tmp_path_factory.mktemp("cqrs3x") / "project3x"
     (project / "app3x").mkdir(parents=True)
     (project / "manage.py").write_text(MANAGE_3X)
     (project / "settings3x.py").write_text(SETTINGS_3X)
     (project / "app3x" / "__init__.py").write_text("")
     (project / "app3x" / "models.py").write_text(MODELS_3X)
-    probe = subprocess.run(
-        [
-            str(python),
-            "-I",
-            "-c",
-            "import dj_cqrs, importlib.util as u; "
-            "print(dj_cqrs.__file__); print(u.find_spec('cqrs_core'))",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=TIMEOUT,
-    )
-    where, core = probe.stdout.split()
-    assert Path(where).is_relative_to(venv) and core == "None", probe.stdout  # 3.x only
-    return python
+    return project
 
 
 @pytest.fixture
-def upstream(upstream_python: Path, tmp_path: Path) -> Side:
+def upstream(upstream_python: Path, project3x: Path, tmp_path: Path) -> Side:
     env = _clean_env()
     env["CQRS_3X_DB"] = str(tmp_path / "upstream.sqlite3")
-    project = upstream_python.parents[2] / "project3x"
-    command = [str(upstream_python), "-I", str(project / "manage.py")]
+    command = [str(upstream_python), "-I", str(project3x / "manage.py")]
     side = Side("3.x", command, env, "app3x.models", "app3x.models")
     side.run("migrate", "--run-syncdb", "-v", "0")
     side.shell(SEED.replace("{stale}", "7"))

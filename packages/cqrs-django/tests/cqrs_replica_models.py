@@ -11,6 +11,7 @@ from cqrs_testproject.replica_app.models import (
     ProductRef,
     RawEvents,
     TallyRef,
+    TypedRef,
     VoucherRef,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "ProductRef",
     "RawEvents",
     "TallyRef",
+    "TypedRef",
     "VoucherRef",
 ]

@@ -30,7 +30,7 @@ from replica_support import memory_cqrs_fixture  # noqa: F401  (fixture `memory_
 from cqrs_core.testing._consuming import consume_until
 from cqrs_core.transports.memory import MemoryTransport
 from dj_cqrs.consumer import make_handler, resolve_cqrs_ids
-from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox import background_publisher
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.relay import Relay
 from dj_cqrs.outbox.settings import outbox_settings
@@ -43,9 +43,9 @@ PRODUCE = "dj_cqrs.controller.producer.produce"
 
 @pytest.fixture
 def recorder(settings: Any) -> Iterator[Any]:
-    fast_path.resume()
+    background_publisher.resume()
     yield from use_recording(settings, outbox={"grace": 0.0})
-    fast_path.resume()
+    background_publisher.resume()
 
 
 def produced(produce: Any) -> list[tuple[str, str, Any]]:
@@ -259,7 +259,7 @@ def test_serializer_failure_does_not_raise_and_the_event_is_sent_once_it_works(
     with mock.patch.object(OrderSerializer, "data", property(broken)):
         order.total = Decimal("99.00")
         order.save()  # must not raise
-        assert fast_path.flush(30)
+        assert background_publisher.flush(30)
         with mock.patch(PRODUCE) as produce:
             order.save()  # nor at commit on the synchronous path
             assert produce.call_count == 0
@@ -300,7 +300,7 @@ def test_overtaken_sync_carries_the_newest_state_memory(
     master = {**settings.CQRS.get("master", {}), "outbox": {"grace": 0.0}}
     settings.CQRS = {**settings.CQRS, "master": master}
     author = Author.objects.create(name="v1", email="a@example.com")
-    assert fast_path.flush(30)
+    assert background_publisher.flush(30)
     # The SYNC is held back (the fast path could not send it), then a save overtakes it.
     settings.CQRS = {**settings.CQRS, "master": {**master, "outbox": {"fast_path": False}}}
     assert author.cqrs_sync()
@@ -308,7 +308,7 @@ def test_overtaken_sync_carries_the_newest_state_memory(
     settings.CQRS = {**settings.CQRS, "master": master}
     author.name = "v2"
     author.save()
-    assert fast_path.flush(30)
+    assert background_publisher.flush(30)
     assert pending_rows() == 1  # only the SYNC is left
     assert Relay(settings=outbox_settings()).run(until_empty=True) == 1
 
@@ -329,13 +329,13 @@ def test_overtaken_sync_carries_the_newest_state_rabbitmq(rabbit: Any) -> None:
     rabbit.read(1)
     rabbit.proxy.refuse()
     assert author.cqrs_sync()  # the broker is down: left to the relay
-    assert fast_path.flush(60)
+    assert background_publisher.flush(60)
     assert pending_rows() == 1
     rabbit.proxy.accept()
-    fast_path.resume()
+    background_publisher.resume()
     author.name = "v2"
     author.save()  # overtakes the SYNC
-    assert fast_path.flush(60)
+    assert background_publisher.flush(60)
     assert Relay(settings=outbox_settings()).run(until_empty=True) == 1
     got = rabbit.read(2)
     assert [(p.signal_type.value, p.instance_data["cqrs_revision"]) for p in got.payloads] == [
@@ -360,11 +360,11 @@ def rabbit(settings: Any) -> Iterator[Any]:
             with env.consumer() as transport:
                 transport.declare(["author"])
             settings.CQRS = env.cqrs(url=env.proxy_url, outbox={"grace": 0.0})
-            fast_path.resume()
+            background_publisher.resume()
             try:
                 yield env
             finally:
-                fast_path.resume()
+                background_publisher.resume()
                 from dj_cqrs.conf import reset_transport
 
                 reset_transport()

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from dj_cqrs.metas import MasterMeta
-from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox import background_publisher
 from dj_cqrs.registries import MasterRegistry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -276,7 +276,7 @@ def test_unknown_transport_after_commit_is_logged_not_raised(settings: Any, capl
     settings.CQRS = {"transport": "no_such_transport", "queue": "q"}
     with caplog.at_level(logging.ERROR, logger="django-cqrs"):
         Author.objects.create(name="Ann")
-        assert fast_path.flush(30)  # the publisher thread logs it
+        assert background_publisher.flush(30)  # the publisher thread logs it
     assert any(
         "no_such_transport" in r.getMessage() or "no_such_transport" in str(r.exc_info)
         for r in caplog.records

@@ -15,7 +15,7 @@ from replica_support import data, payload
 from cqrs_core.constants import SignalType
 from dj_cqrs.consumer import make_handler
 from dj_cqrs.observability import metrics
-from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox import background_publisher
 
 prometheus_client = pytest.importorskip("prometheus_client")
 REGISTRY = prometheus_client.REGISTRY
@@ -100,7 +100,7 @@ def test_commit_time_reads_the_wire_form() -> None:
 
 def test_master_written_and_published(settings: Any, metrics_on: None) -> None:
     """A save counts one event written to the outbox and one published by the fast path."""
-    fast_path.resume()
+    background_publisher.resume()
     recorder = use_recording(settings, outbox={"grace": 0.0})
     next(recorder)
     try:
@@ -114,7 +114,7 @@ def test_master_written_and_published(settings: Any, metrics_on: None) -> None:
         timed = value("cqrs_master_publish_duration_seconds_count", sender="fast_path")
         with transaction.atomic():
             Author.objects.create(name="a")
-        assert fast_path.flush(30)
+        assert background_publisher.flush(30)
         assert (
             value("cqrs_master_events_written_total", cqrs_id="author", signal_type="SAVE")
             == written + 1

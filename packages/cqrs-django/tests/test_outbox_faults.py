@@ -24,7 +24,7 @@ from django.db import connections, transaction
 from cqrs_core.testing._consuming import Recorder, consume_until
 from cqrs_core.testing.proxy import TcpProxy
 from dj_cqrs import conf
-from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox import background_publisher
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.relay import Relay
 from dj_cqrs.outbox.settings import outbox_settings
@@ -96,11 +96,11 @@ def broker(vhost: str, settings: Any) -> Iterator[Broker]:
         with env.consumer() as transport:
             transport.declare(["author"])
         settings.CQRS = env.cqrs(url=env.proxy_url, outbox={"grace": 2.0})
-        fast_path.resume()
+        background_publisher.resume()
         try:
             yield env
         finally:
-            fast_path.resume()
+            background_publisher.resume()
             conf.reset_transport()
 
 
@@ -145,7 +145,7 @@ def test_1000_saves_while_the_broker_is_unreachable_all_arrive_in_order(
         for author in authors:
             author.name = f"v{round_}"
             author.save()  # never raises, never waits for the broker
-    assert fast_path.flush(120)  # the publisher has tried and left them to the relay
+    assert background_publisher.flush(120)  # the publisher has tried and left them to the relay
     assert OutboxEvent.objects.filter(sent_at__isnull=True).count() == 1000
     broker.proxy.accept()
     relay = Relay(settings=outbox_settings())

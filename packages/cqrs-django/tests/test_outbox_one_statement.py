@@ -16,9 +16,9 @@ from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 from dj_cqrs.master.serialization import DEFERRED_KEY
-from dj_cqrs.outbox import fast_path
-from dj_cqrs.outbox.combined import PK_STAND_IN
+from dj_cqrs.outbox import background_publisher
 from dj_cqrs.outbox.models import OutboxEvent
+from dj_cqrs.outbox.one_statement import PK_STAND_IN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,13 +27,13 @@ ON_POSTGRESQL = connection.vendor == "postgresql"
 
 @pytest.fixture
 def recorder(settings: Any) -> Any:
-    fast_path.resume()
+    background_publisher.resume()
     yield from use_recording(settings, outbox={"grace": 0.0, "keep_days": 1})
-    fast_path.resume()
+    background_publisher.resume()
 
 
 def sent(recorder: Any) -> list[dict[str, Any]]:
-    assert fast_path.flush(30)
+    assert background_publisher.flush(30)
     return [message.data for message in recorder.sent()]
 
 

@@ -27,7 +27,7 @@ from django.db import connections
 
 from cqrs_core.testing.plugin import service_unavailable
 from dj_cqrs import conf
-from dj_cqrs.outbox import fast_path, routing
+from dj_cqrs.outbox import background_publisher, routing
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.relay import Relay
 from dj_cqrs.outbox.settings import outbox_settings
@@ -138,14 +138,14 @@ def rabbit(vhost: str, settings: Any) -> Iterator[Rabbit]:
     env = Rabbit(vhost)
     env.declare()
     settings.CQRS = env.cqrs()
-    fast_path.resume()
+    background_publisher.resume()
     routing.forget()
     try:
         yield env
     finally:
         env.drop_spy()  # bound with `#`, it would make every later message routable
-        fast_path.flush(30)
-        fast_path.resume()
+        background_publisher.flush(30)
+        background_publisher.resume()
         conf.reset_transport()
 
 
@@ -170,7 +170,7 @@ def test_a_burst_published_while_a_relay_runs_reaches_the_broker_once(
 ) -> None:
     count = 5000
     Author.cqrs.bulk_create([Author(name="v0") for _ in range(count)])
-    assert fast_path.flush(300)
+    assert background_publisher.flush(300)
     wait_for(lambda: not OutboxEvent.objects.exists(), 120, "the creations to be sent")
     rabbit.bind_spy()
     relay = subprocess.Popen(
@@ -188,7 +188,7 @@ def test_a_burst_published_while_a_relay_runs_reaches_the_broker_once(
         settings.CQRS = rabbit.cqrs()
         updated = Author.cqrs.bulk_update(Author.objects.exclude(name="canary"), name="burst")
         assert updated == count
-        assert fast_path.flush(300)
+        assert background_publisher.flush(300)
         wait_for(
             lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists(),
             300,
@@ -246,7 +246,7 @@ def test_a_refused_event_is_set_aside_and_the_rest_goes_out_once(
 
 def test_cqrs_sync_to_an_unknown_queue_fails_and_stores_nothing(rabbit: Rabbit) -> None:
     Author.objects.create(name="x")
-    assert fast_path.flush(60)
+    assert background_publisher.flush(60)
     wait_for(lambda: not OutboxEvent.objects.exists(), 60, "the creation to be sent")
     with pytest.raises(CommandError, match="nosuchqueue"):
         call_command("cqrs_sync", "--cqrs-id", "author", "-q", "nosuchqueue")
@@ -354,7 +354,7 @@ django.setup()
 from django.core.management import call_command
 from django.db import OperationalError, connections, transaction
 from cqrs_testproject.master_app.models import Author
-from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox import background_publisher
 from dj_cqrs.outbox.models import OutboxEvent
 
 call_command("migrate", run_syncdb=True, verbosity=0)
@@ -382,7 +382,7 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
-fast_path.flush(60)
+background_publisher.flush(60)
 print(json.dumps({"errors": errors[:5], "failed": len(errors), "done": done[0],
                   "pending": OutboxEvent.objects.filter(sent_at__isnull=True).count()}))
 """

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dj_cqrs.master.serialization import DEFERRED_KEY
-from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox import background_publisher
 from dj_cqrs.outbox.checks import check_outbox_settings
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.relay import Relay
@@ -29,9 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def recorder(settings: Any) -> Any:
-    fast_path.resume()
+    background_publisher.resume()
     yield from use_recording(settings, outbox={"grace": 0.0})
-    fast_path.resume()
+    background_publisher.resume()
 
 
 def set_outbox(settings: Any, **options: Any) -> None:
@@ -93,14 +93,14 @@ def test_the_committing_thread_never_waits_for_the_broker(recorder: Any, monkeyp
 
 def test_a_forked_child_gets_its_own_empty_publisher(recorder: Any) -> None:
     Author.objects.create(name="Ann")
-    parent = fast_path._current()
+    parent = background_publisher._current()
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         code = 1
         try:
-            child = fast_path._current()
+            child = background_publisher._current()
             ok = child is not parent and child.pid == os.getpid() and not child.queue
-            code = 0 if ok and fast_path.flush(0) else 1
+            code = 0 if ok and background_publisher.flush(0) else 1
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -111,7 +111,7 @@ def test_a_forked_child_gets_its_own_empty_publisher(recorder: Any) -> None:
 def test_stored_body_is_what_is_sent_but_the_instance_data(recorder: Any, settings: Any) -> None:
     set_outbox(settings, keep_days=1)
     product = Product.objects.create(name="a/b", price="12.50")
-    assert fast_path.flush(30)
+    assert background_publisher.flush(30)
     row = OutboxEvent.objects.get()
     assert row.sent_at is not None
     sent = bodies(recorder)[0]
@@ -184,7 +184,7 @@ def test_broker_down_keeps_rows_never_raises_and_the_relay_sends_them(
     assert recorder.sent() == []
     row = OutboxEvent.objects.get()
     assert row.sent_at is None and row.attempts == 1 and "unreachable" in row.last_error
-    assert fast_path.paused()
+    assert background_publisher.paused()
     author.name = "v2"
     author.save()  # paused: left to the relay without trying the broker
     assert recorder.sent() == [] and OutboxEvent.objects.count() == 2
@@ -292,7 +292,7 @@ def test_retention_keeps_sent_rows_and_purge_deletes_old_ones(recorder: Any, set
     set_outbox(settings, keep_days=1)
     Author.objects.create(name="Ann")
     Author.objects.create(name="Bob")
-    assert fast_path.flush(30)  # both marked sent before one of them is made old
+    assert background_publisher.flush(30)  # both marked sent before one of them is made old
     OutboxEvent.objects.filter(id=OutboxEvent.objects.order_by("id").first().id).update(
         sent_at=timezone.now() - timezone.timedelta(days=2)
     )

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import django
 import hypothesis
 import pytest
-from cqrs_replica_models import Item, ProductRef, VoucherRef
+from cqrs_replica_models import Item, ProductRef, TypedRef, VoucherRef
 from cqrs_testproject.replica_app.models import MappedItem
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from hypothesis import strategies as st
@@ -106,6 +106,41 @@ def test_trailing_spaces_are_not_cut_either(bulk: bool) -> None:
     outcomes = apply(payload("item", data(1, 0, 0, name="a" + " " * 120)))
     assert kinds(outcomes) == ["dead"]
     assert not Item.objects.exists()
+
+
+def _typed(pk: int, revision: int, **fields: Any) -> TransportPayload:
+    return payload("typed", data(pk, revision, revision, char="c", **fields))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "token",
+    [
+        "459f0390-76e0-99f9-44d5-017262279051",  # version 9, variant 0: MariaDB refuses it
+        "not-a-uuid",
+    ],
+)
+def test_a_value_one_database_refuses_is_refused_everywhere_even_when_overwritten(
+    bulk: bool, token: str
+) -> None:
+    """A later event of the row in the same batch must not hide a refused value on the bulk
+    path (it never writes intermediate values): the shared validation refuses it first."""
+    valid = "459f0390-76e0-49f9-84d5-017262279051"
+    outcomes = apply(_typed(1, 0, token=token), _typed(1, 1, token=valid))
+    mariadb_only = token.startswith("459f") and not (
+        connection.vendor == "mysql" and connection.features.has_native_uuid_field
+    )
+    assert kinds(outcomes) == (["applied", "applied"] if mariadb_only else ["dead", "applied"])
+    assert str(TypedRef.objects.get().token) == valid
+
+
+@pytest.mark.django_db
+def test_an_address_that_is_no_ip_address_is_refused(bulk: bool) -> None:
+    """PostgreSQL's inet refuses it, the others would store it: refused on every database."""
+    outcomes = apply(_typed(1, 0, address="300.1.1.1"), _typed(1, 1, address="10.0.0.1"))
+    assert kinds(outcomes) == ["dead", "applied"]
+    assert "IPv4 or IPv6" in outcomes[0].reason
+    assert TypedRef.objects.get().address == "10.0.0.1"
 
 
 @pytest.mark.django_db(transaction=True)

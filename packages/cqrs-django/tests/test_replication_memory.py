@@ -26,7 +26,7 @@ from cqrs_core.testing._consuming import consume_until
 from cqrs_core.transports.memory import MemoryTransport
 from dj_cqrs import conf
 from dj_cqrs.consumer import make_handler, resolve_cqrs_ids
-from dj_cqrs.outbox import fast_path
+from dj_cqrs.outbox import background_publisher
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -176,7 +176,7 @@ def test_late_retry_of_a_deleted_row_and_recreation(memory_cqrs: MemoryTransport
 
 def drain(transport: MemoryTransport) -> list[TransportPayload]:
     """Take every waiting message off the replica queue, decoded, in arrival order."""
-    assert fast_path.flush(30)  # what is committed has been published (in the background)
+    assert background_publisher.flush(30)  # all that is committed has been published
     envelopes = transport.broker.take("replica", 100_000, 0, 0)
     return [codec.decode(e.body, queue=e.target, default_ttl=None) for e in envelopes]
 

@@ -82,6 +82,11 @@ CQRS = {
     },
 }
 
+if os.environ.get("DEMO_SPANS_FILE"):  # tracing (issue 16): run.py prints one event's spans
+    from _tracing import setup
+
+    CQRS["tracing"] = setup("master")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

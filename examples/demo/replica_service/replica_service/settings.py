@@ -54,6 +54,11 @@ CQRS = {
 if CQRS["transport"] == "kafka":  # join the consumer group in seconds rather than ~25 s
     CQRS["kafka"] = {"session_timeout_ms": 6000, "consumer": {"heartbeat.interval.ms": 1000}}
 
+if os.environ.get("DEMO_SPANS_FILE"):  # tracing (issue 16): run.py prints one event's spans
+    from _tracing import setup
+
+    CQRS["tracing"] = setup("replica")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

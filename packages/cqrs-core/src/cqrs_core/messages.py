@@ -124,6 +124,10 @@ class Inbound:
     """Target queue learnt from the envelope (routing key, header), if directed."""
     token: Any = None
     """The transport's own handle for settling it (delivery tag, offset, ...)."""
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Context headers received with it (`cqrs_core.wire.carried_headers` of the broker's
+    headers: W3C `traceparent`, `tracestate`); `dispatch` hands them on as
+    `TransportPayload.headers`. Empty from transports that do not read them."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

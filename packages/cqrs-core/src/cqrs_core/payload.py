@@ -67,6 +67,10 @@ class TransportPayload:
         expires: When the event stops being worth applying; None means never.
         retries: How many times a replica has already retried it.
         meta: Free-form metadata from the master's `meta_function`.
+        headers: Context headers that travel beside the body, never in it (W3C `traceparent`
+            and `tracestate`): `BaseTransport.outgoing` copies them onto the broker message and
+            `dispatch` gives the received ones back (`cqrs_core.wire.carried_headers`). Not
+            compared and not in `repr`, so payloads equal as events stay equal.
     """
 
     signal_type: SignalType
@@ -79,6 +83,7 @@ class TransportPayload:
     expires: datetime | None = None
     retries: int = 0
     meta: Any = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.signal_type, SignalType):

@@ -29,6 +29,11 @@ ROUTING_KEY_HEADER = "x-cqrs-routing-key"
 DEAD_AT_HEADER = "x-cqrs-dead-at"
 """Epoch seconds a dead letter was stored, for brokers that do not keep a timestamp."""
 
+TRACEPARENT_HEADER = "traceparent"
+"""W3C trace context of the event's creation (`dj_cqrs.observability.tracing`)."""
+TRACESTATE_HEADER = "tracestate"
+"""W3C vendor trace state, sent only when the context has one."""
+
 REASON_MAX = 1000
 """Longest reason a header carries, in characters."""
 
@@ -50,6 +55,24 @@ def read_reason(headers: Mapping[str, Any] | None, name: str = DEAD_REASON_HEADE
     return "" if value is None else str(value)
 
 
+def carried_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """The headers of a received message that travel on with its payload.
+
+    Every text (or UTF-8 bytes) header whose name does not start with `x-`: those belong to the
+    transports and brokers (`x-cqrs-*`, RabbitMQ's `x-death`) and are never handed on. Today
+    that is the W3C trace context (`traceparent`, `tracestate`); a 3.x master sends none.
+    """
+    carried: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or name.lower().startswith("x-"):
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            carried[name] = value
+    return carried
+
+
 def due_at(delay: float | None, *, now: float | None = None) -> float:
     """Epoch seconds at which a retry `delay` seconds from `now` (default: now) is due."""
     return (time.time() if now is None else now) + max(delay or 0.0, 0.0)
@@ -61,6 +84,9 @@ __all__ = [
     "REASON_MAX",
     "RETRY_REASON_HEADER",
     "ROUTING_KEY_HEADER",
+    "TRACEPARENT_HEADER",
+    "TRACESTATE_HEADER",
+    "carried_headers",
     "due_at",
     "header_reason",
     "read_reason",

@@ -9,7 +9,7 @@ it on a site of your own: `register_outbox_admin(my_site)`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.contrib import admin
@@ -18,20 +18,31 @@ from django.http import HttpRequest
 
 __all__ = ["CQRSAdminMasterSyncMixin", "register_outbox_admin"]
 
+if TYPE_CHECKING:
+    # What the mixin is combined with, so that `self.actions`, `message_user` and `super()`
+    # are typed; at run time it is a plain class, listed before `admin.ModelAdmin`.
+    _ModelAdminBase = admin.ModelAdmin[Any]
+else:
+    _ModelAdminBase = object
 
-class CQRSAdminMasterSyncMixin:
+
+class CQRSAdminMasterSyncMixin(_ModelAdminBase):
     """ModelAdmin mixin adding the "Synchronize with CQRS replicas" action.
 
     The action is added to the admin's own `actions` (as in django-cqrs 3.x), so a ModelAdmin
     that lists actions of its own keeps them and gets this one too.
     """
 
-    def get_actions(self, request: HttpRequest) -> Any:
-        """The admin's actions plus `sync_items` (unless `actions = None` turns actions off)."""
-        actions = self.actions  # type: ignore[attr-defined]
+    def get_actions(self, request: HttpRequest, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The admin's actions plus `sync_items` (unless `actions = None` turns actions off).
+
+        `*args, **kwargs` are passed on: django-stubs declares an `action_location` argument
+        for Django 6.
+        """
+        actions = self.actions
         if actions is not None and "sync_items" not in actions:
             self.actions = [*actions, "sync_items"]
-        return super().get_actions(request)  # type: ignore[misc]
+        return super().get_actions(request, *args, **kwargs)
 
     def _cqrs_sync_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """Adjust the queryset before syncing (e.g. select_related for CQRS_SERIALIZER)."""
@@ -48,7 +59,7 @@ class CQRSAdminMasterSyncMixin:
         failed = [item for item in items if not item.cqrs_sync()]
         # 3.x counted the selection before `_cqrs_sync_queryset` narrowed it; we count what
         # was really synced (the same number unless that hook filters).
-        self.message_user(  # type: ignore[attr-defined]
+        self.message_user(
             request,
             f"{len(items) - len(failed)} successfully synced. {len(failed)} failed: {failed}",
         )

@@ -29,6 +29,7 @@ class CQRSConfig(AppConfig):
         for model in list(MasterRegistry.models.values()):
             MasterSignals.register_model(model)
         setting_changed.connect(_reset_on_change, dispatch_uid="dj_cqrs.conf.reset")
+        _configure_tracing()
 
 
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
@@ -37,3 +38,11 @@ def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
         from dj_cqrs.conf import reset_transport
 
         reset_transport()
+        _configure_tracing()
+
+
+def _configure_tracing() -> None:
+    """`CQRS['tracing']` (issue 16): the hooks of `dj_cqrs.observability.tracing` start or stop."""
+    from dj_cqrs.observability import tracing
+
+    tracing.configure()

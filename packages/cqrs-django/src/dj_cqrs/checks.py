@@ -36,7 +36,7 @@ from cqrs_core.options import COMMON_KEYS, CommonOptions, Problem, unknown_keys
 from cqrs_core.transports import BaseTransport, available_transports, get_transport_class
 
 DJANGO_KEYS: Mapping[str, frozenset[str]] = {
-    "": frozenset({"metrics"}),
+    "": frozenset({"metrics", "tracing"}),
     "metrics": frozenset({"port", "addr"}),
     "master": frozenset(
         {"CQRS_AUTO_UPDATE_FIELDS", "correlation_function", "meta_function", "publish", "outbox"}

@@ -28,7 +28,6 @@ __all__ = [
     "LEGACY_TRANSPORTS",
     "LegacyTransportConfigured",
     "cqrs_settings",
-    "current_transport_class",
     "get_transport",
     "import_callable",
     "legacy_transport_class",
@@ -174,13 +173,12 @@ class LegacyTransportConfigured(ConfigurationError):
 def is_legacy_transport(target: object) -> bool:
     """Whether `target` is a 3.x-style class: a `dj_cqrs.transport.base.BaseTransport`
     subclass that is not one of our facades (those name a cqrs-core plugin)."""
-    from dj_cqrs.transport import TransportFacade
     from dj_cqrs.transport.base import BaseTransport as LegacyBase
 
     return (
         isinstance(target, type)
         and issubclass(target, LegacyBase)
-        and not issubclass(target, TransportFacade)
+        and not target.is_facade
         and not isinstance(getattr(target, "transport_name", None), str)
     )
 
@@ -211,50 +209,6 @@ def legacy_transport_class() -> type | None:
         found = target if is_legacy_transport(target) else None  # type: ignore[assignment]
     _legacy_cache = (_generation, spec, found)
     return found
-
-
-_facades: dict[str, type] = {}
-
-
-def current_transport_class() -> type:
-    """`dj_cqrs.transport.current_transport`: the class 3.x code calls `produce`/`consume` on.
-
-    The 3.x-style class itself, or the `dj_cqrs.transport` facade of the configured cqrs-core
-    transport (a facade made on the fly for transports without a named one).
-
-    Raises:
-        ImproperlyConfigured, TransportNotFound, TransportLoadError: as `transport_class()`.
-    """
-    legacy_cls = legacy_transport_class()
-    if legacy_cls is not None:
-        return legacy_cls
-    from dj_cqrs import transport as facades
-
-    spec = transport_spec()
-    if spec in LEGACY_TRANSPORTS:
-        name = LEGACY_TRANSPORTS[spec]
-    elif "." in spec or ":" in spec:
-        target = _import_path(spec)
-        if isinstance(target, type) and issubclass(target, facades.TransportFacade):
-            return target
-        name = transport_class().name
-    else:
-        name = transport_class().name
-    for facade in (
-        facades.RabbitMQTransport,
-        facades.KombuTransport,
-        facades.KafkaTransport,
-        facades.MemoryTransport,
-    ):
-        if facade.transport_name == name:
-            return facade
-    if name not in _facades:
-        _facades[name] = type(
-            f"{name.title().replace('_', '')}Transport",
-            (facades.TransportFacade,),
-            {"transport_name": name, "__module__": facades.__name__},
-        )
-    return _facades[name]
 
 
 def _import_path(path: str) -> object:

@@ -35,7 +35,7 @@ from cqrs_core.exceptions import ConfigurationError
 from cqrs_core.messages import Handler, Outcome, decides_unlisted_ids
 from cqrs_core.payload import TransportPayload
 from cqrs_core.transports import BaseTransport
-from dj_cqrs.observability import metrics
+from dj_cqrs.observability import metrics, tracing
 from dj_cqrs.registries import ReplicaRegistry
 from dj_cqrs.replica import errors
 from dj_cqrs.replica.errors import raising_errors
@@ -96,7 +96,8 @@ def make_handler(cqrs_ids: Collection[str] | None = None) -> Handler:
         return outcomes if ledger is None else ledger.bound(payloads, outcomes)
 
     # It knows every model of the service: it dead-letters ids none has, releases the others.
-    return decides_unlisted_ids(metrics.instrument_handler(handler))
+    handler = metrics.instrument_handler(handler)
+    return decides_unlisted_ids(tracing.instrument_handler(handler))  # tracing (issue 16)
 
 
 def no_model_reason(cqrs_id: str) -> str:

@@ -41,7 +41,10 @@ def get_delay_queue_max_size() -> int | None:
     """`CQRS['replica']['delay_queue_max_size']` (1000 by default); None without a replica section."""
     if "replica" not in conf.cqrs_settings():
         return None
-    return conf.replica_settings().get("delay_queue_max_size", DEFAULT_REPLICA_DELAY_QUEUE_MAX_SIZE)
+    size: int | None = conf.replica_settings().get(
+        "delay_queue_max_size", DEFAULT_REPLICA_DELAY_QUEUE_MAX_SIZE
+    )
+    return size
 
 
 def get_messages_prefetch_count_per_worker() -> int:
@@ -105,7 +108,7 @@ class _BulkRelateCM(ContextDecorator):
         self._cache: dict[str, dict[str | None, dict[Any, Any]]] = {}
 
     def _tracks(self, instance: Any) -> str | None:
-        cqrs_id = getattr(instance, "CQRS_ID", None)
+        cqrs_id: str | None = getattr(instance, "CQRS_ID", None)
         if not cqrs_id or (self._cqrs_id and cqrs_id != self._cqrs_id):
             return None
         return cqrs_id

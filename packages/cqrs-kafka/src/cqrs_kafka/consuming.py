@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from cqrs_core import wire
 from cqrs_core.messages import Handler, Inbound, OutcomeKind, Settled
 from cqrs_kafka import headers as hdr
 from cqrs_kafka import records as rec
@@ -155,8 +156,16 @@ class ConsumeLoop:
     def _handle(self, batch: list[Message]) -> None:
         inbound = []
         for msg in batch:
-            target = hdr.read(rec.headers(msg)).get(hdr.QUEUE)
-            inbound.append(Inbound(msg.value() or b"", queue=target or None, token=msg))
+            headers = hdr.read(rec.headers(msg))
+            target = headers.get(hdr.QUEUE)
+            inbound.append(
+                Inbound(
+                    msg.value() or b"",
+                    queue=target or None,
+                    token=msg,
+                    headers=wire.carried_headers(headers),
+                )
+            )
         settled = self.transport.dispatch(self.handler, inbound, cqrs_ids=self.cqrs_ids)
         self.transport.publisher.send(self._follow_ups(settled))
         self._commit(batch)

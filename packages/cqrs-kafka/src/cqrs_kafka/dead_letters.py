@@ -15,7 +15,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from cqrs_core.exceptions import TransportError
+from cqrs_core import codec
+from cqrs_core.exceptions import MalformedMessage, TransportError
 from cqrs_core.messages import DeadLetter
 from cqrs_kafka import headers as hdr
 from cqrs_kafka import records as rec
@@ -52,8 +53,6 @@ class DeadLetterStore:
 
     def read(self, limit: int | None) -> list[tuple[DeadLetter, Position]]:
         """Dead letters not purged yet, oldest first, at most `limit`."""
-        from cqrs_kafka.transport import decode_letter
-
         consumer = self._consumer()
         try:
             partitions = self._partitions(consumer)
@@ -128,3 +127,12 @@ class DeadLetterStore:
         if meta is None or meta.error is not None or not meta.partitions:
             return [0]
         return sorted(meta.partitions)
+
+
+def decode_letter(body: bytes, reason: str) -> DeadLetter:
+    """A stored dead letter, with its payload when the body is a valid one."""
+    try:
+        payload = codec.decode(body, default_ttl=None)
+    except MalformedMessage:
+        payload = None
+    return DeadLetter(body, reason, payload)

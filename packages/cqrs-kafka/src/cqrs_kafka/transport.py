@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from cqrs_core import codec
-from cqrs_core.exceptions import MalformedMessage, PublishError, TransportError
+from cqrs_core.exceptions import PublishError, TransportError
 from cqrs_core.messages import DeadLetter, Handler, Outgoing, Settled
 from cqrs_core.transports.base import BaseTransport, Capability
 from cqrs_kafka import headers as hdr
@@ -34,7 +34,12 @@ class KafkaTransport(BaseTransport):
     name = "kafka"
     api_version = 1
     capabilities = frozenset(
-        {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
+        {
+            Capability.DELAYED_RETRY,
+            Capability.DEAD_LETTER,
+            Capability.REDELIVERY,
+            Capability.HEADERS,
+        }
     )
     option_keys = OPTION_KEYS
     check_options = staticmethod(check_options)
@@ -179,12 +184,3 @@ def _received_key(settled: Settled) -> str | None:
     token = settled.message.token
     key = token.key() if hasattr(token, "key") else None
     return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-
-
-def decode_letter(body: bytes, reason: str) -> DeadLetter:
-    """A stored dead letter, with its payload when the body is a valid one."""
-    try:
-        payload = codec.decode(body, default_ttl=None)
-    except MalformedMessage:
-        payload = None
-    return DeadLetter(body, reason, payload)

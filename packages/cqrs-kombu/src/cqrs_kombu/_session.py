@@ -157,11 +157,23 @@ class Session:
 
     def _handle(self, handler: Handler, batch: list[Any]) -> None:
         inbound = [
-            Inbound(_body(message), queue=self._target(message), token=message) for message in batch
+            Inbound(
+                _body(message),
+                queue=self._target(message),
+                token=message,
+                headers=wire.carried_headers(message.headers),
+            )
+            for message in batch
         ]
         settled = self.transport.dispatch(handler, inbound, cqrs_ids=self.ids)
+        # Redis: every ack of the batch in one round trip, after the retries, dead letters and
+        # give-backs are written (a crash in between redelivers, as with one ack at a time).
+        acks: list[Any] | None = [] if self.taker is not None else None
         for item in settled:
-            self._settle(item)
+            self._settle(item, acks)
+        if acks:
+            assert self.taker is not None
+            self.taker.ack_many(acks)
         if settled and all(item.outcome.kind is OutcomeKind.RELEASE for item in settled):
             self.transport.wait(_RELEASE_PAUSE)  # only others' messages here: don't spin
 
@@ -182,7 +194,8 @@ class Session:
 
     # -- settling --------------------------------------------------------------------------
 
-    def _settle(self, item: Settled) -> None:
+    def _settle(self, item: Settled, acks: list[Any] | None = None) -> None:
+        """Act on one outcome; the ack is appended to `acks` when given, else sent now."""
         message = item.message.token
         kind = item.outcome.kind
         if kind is OutcomeKind.RETRY:
@@ -197,9 +210,12 @@ class Session:
         elif kind is OutcomeKind.DEAD:
             self.dead_letter(item)
         elif kind is OutcomeKind.RELEASE:
-            self.give_back(message)
+            self.give_back(message, acks)
             return
-        message.ack()
+        if acks is None:
+            message.ack()
+        else:
+            acks.append(message)
 
     def dead_letter(self, item: Settled) -> None:
         dead = self.transport.dead_letter_message(item)
@@ -212,7 +228,7 @@ class Session:
             key = routing.directed_key(dlq, dead.cqrs_id)
             self.sender.publish_or_direct(dead.body, key, dlq, headers=headers, expiration=ttl)
 
-    def give_back(self, message: Any) -> None:
+    def give_back(self, message: Any, acks: list[Any] | None = None) -> None:
         """RELEASE: AMQP requeues natively; kombu's virtual requeue would re-route the message
         through the exchange to every bound queue, so it is moved to the tail of ours instead."""
         if self.transport.backend.is_amqp:
@@ -220,7 +236,10 @@ class Session:
             return
         headers = {**(message.headers or {}), ROUTING_KEY_HEADER: _routing_key(message)}
         self.sender.direct(_body(message), self.own_queue, headers=headers)
-        message.ack()
+        if acks is None:
+            message.ack()
+        else:
+            acks.append(message)
 
     def _move_due(self, message: Any) -> None:
         headers = dict(message.headers or {})

@@ -47,7 +47,12 @@ class KombuTransport(BaseTransport):
     name = "kombu"
     api_version = 1
     capabilities = frozenset(
-        {Capability.DELAYED_RETRY, Capability.DEAD_LETTER, Capability.REDELIVERY}
+        {
+            Capability.DELAYED_RETRY,
+            Capability.DEAD_LETTER,
+            Capability.REDELIVERY,
+            Capability.HEADERS,
+        }
     )
     option_keys = OPTION_KEYS
     check_options = staticmethod(check_options)

@@ -184,8 +184,13 @@ class ConsumerLoop:
     ) -> None:
         deliveries = {tag: (key, body, properties) for tag, key, body, properties in batch}
         inbound = [
-            Inbound(body, queue=self.topology.inbound_queue(key), token=tag)
-            for tag, (key, body, _properties) in deliveries.items()
+            Inbound(
+                body,
+                queue=self.topology.inbound_queue(key),
+                token=tag,
+                headers=wire.carried_headers(properties.headers if properties else None),
+            )
+            for tag, (key, body, properties) in deliveries.items()
         ]
         settled = self.transport.dispatch(self.handler, inbound, cqrs_ids=self.cqrs_ids)
         acks: list[int] = []

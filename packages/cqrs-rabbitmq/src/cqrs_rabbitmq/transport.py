@@ -41,6 +41,7 @@ class RabbitMQTransport(BaseTransport):
             Capability.DEAD_LETTER,
             Capability.REDELIVERY,
             Capability.DEAD_LETTER_TTL,
+            Capability.HEADERS,
         }
     )
     option_keys = OPTION_KEYS

@@ -33,6 +33,7 @@ with SIGKILL while its handler holds a batch. For an in-process broker, override
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -201,6 +202,29 @@ class TransportConformance:
         assert got.previous_data == {"name": "before"}
         assert (got.correlation_id, got.meta) == ("corr-7", {"k": [1, "two", None]})
         assert got.expires == sent.expires
+
+    @requires(Capability.HEADERS)
+    def test_context_headers_reach_the_handler_and_leave_the_body_alone(
+        self, make_transport: MakeTransport
+    ) -> None:
+        """`TransportPayload.headers` (trace context) arrive with the payload, body unchanged."""
+        consumer = make_transport()
+        consumer.declare(IDS)
+        headers = {
+            wire.TRACEPARENT_HEADER: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            wire.TRACESTATE_HEADER: "congo=t61rcWkgMzE",
+        }
+        traced = make_payload(1, headers=headers)
+        plain = make_payload(2)
+        producer = make_transport()
+        untraced = dataclasses.replace(traced, headers={})
+        assert producer.outgoing(traced).body == producer.outgoing(untraced).body
+        producer.produce_many([traced, plain])
+        recorder = Recorder()
+        self.consume(consumer, recorder, lambda: recorder.count() >= 2, settle=0.3)
+        got = {p.instance_pk: p for p in recorder.payloads}
+        assert dict(got[1].headers) == headers
+        assert dict(got[2].headers) == {}
 
     def test_many_messages_each_delivered_once(self, make_transport: MakeTransport) -> None:
         """A burst sent with `produce_many` arrives complete, without duplicates."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
 import logging
 import re
@@ -46,6 +47,9 @@ class Capability(str, enum.Enum):
     """Dead letters are kept and can be dumped, retried and purged."""
     REDELIVERY = "redelivery"
     """A message taken by a consumer that dies before settling it is delivered again."""
+    HEADERS = "headers"
+    """Context headers (`TransportPayload.headers`: W3C trace context) reach the consumer's
+    handler; the body stays as django-cqrs 3.x wrote it."""
     DEAD_LETTER_TTL = "dead_letter_ttl"
     """Dead letters expire after `CQRS['replica']['dead_message_ttl']` seconds.
 
@@ -166,6 +170,7 @@ class BaseTransport(abc.ABC):
             cqrs_id=payload.cqrs_id,
             queue=payload.queue,
             payload=payload,
+            headers=dict(payload.headers),
         )
 
     @abc.abstractmethod
@@ -254,6 +259,8 @@ class BaseTransport(abc.ABC):
             except MalformedMessage as exc:
                 decided.append(Settled(message, None, Outcome.dead(f"malformed message: {exc}")))
                 continue
+            if message.headers:
+                payload = dataclasses.replace(payload, headers=dict(message.headers))
             if cqrs_ids is not None and payload.cqrs_id not in cqrs_ids:
                 decided.append(Settled(message, payload, Outcome.release()))
             elif payload.queue and own_queue and payload.queue != own_queue:
@@ -298,7 +305,10 @@ class BaseTransport(abc.ABC):
             cqrs_id=payload.cqrs_id,
             queue=self.common.require_queue(),
             payload=payload,
-            headers={wire.RETRY_REASON_HEADER: wire.header_reason(settled.outcome.reason)},
+            headers={
+                **payload.headers,
+                wire.RETRY_REASON_HEADER: wire.header_reason(settled.outcome.reason),
+            },
             delay=delay,
             due=wire.due_at(delay),
         )

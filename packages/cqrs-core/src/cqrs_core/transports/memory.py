@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
-from cqrs_core import codec, routing
+from cqrs_core import codec, routing, wire
 from cqrs_core.constants import DEFAULT_EXCHANGE
 from cqrs_core.exceptions import PublishError
 from cqrs_core.messages import DeadLetter, Handler, Inbound, OutcomeKind, Outgoing, Settled
@@ -178,6 +178,7 @@ class MemoryTransport(BaseTransport):
             Capability.DEAD_LETTER,
             Capability.REDELIVERY,
             Capability.DEAD_LETTER_TTL,
+            Capability.HEADERS,
         }
     )
 
@@ -245,7 +246,12 @@ class MemoryTransport(BaseTransport):
             if batch:
                 with self._lock:
                     self._unacked.extend(batch)
-                inbound = [Inbound(e.body, queue=e.target, token=e) for e in batch]
+                inbound = [
+                    Inbound(
+                        e.body, queue=e.target, token=e, headers=wire.carried_headers(e.headers)
+                    )
+                    for e in batch
+                ]
                 self._settle(queue, self.dispatch(handler, inbound, cqrs_ids=cqrs_ids))
             if on_tick is not None:
                 on_tick()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cqrs_core.payload import TransportPayload
+from dj_cqrs.observability import tracing
 
 
 def produce(payload: TransportPayload) -> None:
@@ -23,13 +24,14 @@ def produce(payload: TransportPayload) -> None:
         cqrs_core.exceptions.PublishError: the broker did not accept it (a legacy class may
             log and return instead, as 3.x transports do).
     """
-    legacy = legacy_class()
-    if legacy is not None:
-        legacy.produce(payload)
-        return
-    from dj_cqrs.conf import get_transport
+    with tracing.sending((payload,)) as (payload,):  # tracing (issue 16): a `send` span
+        legacy = legacy_class()
+        if legacy is not None:
+            legacy.produce(payload)
+            return
+        from dj_cqrs.conf import get_transport
 
-    get_transport().produce(payload)
+        get_transport().produce(payload)
 
 
 _ORIGINAL = produce
@@ -66,4 +68,5 @@ def send(payloads: Sequence[TransportPayload]) -> None:
         return
     from dj_cqrs.conf import get_transport
 
-    get_transport().produce_many(payloads)
+    with tracing.sending(payloads) as payloads:  # tracing (issue 16): a `send` span
+        get_transport().produce_many(payloads)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from django.db.models import Model, QuerySet
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 
 IN_CHUNK = 500
 """Parameters per `pk__in` query (below SQLite's and every other backend's limit)."""
@@ -43,7 +44,7 @@ def _pages(queryset: QuerySet[Any], batch_size: int, pk_of: Any) -> Iterator[lis
             return
 
 
-def instance_batches(queryset: QuerySet[Any], batch_size: int) -> Iterator[list[Model]]:
+def instance_batches(queryset: QuerySet[M], batch_size: int) -> Iterator[list[M]]:
     """Model instances of `queryset` in primary-key order, `batch_size` per list."""
     return _pages(queryset, batch_size, lambda row: row.pk)
 
@@ -83,9 +84,9 @@ def values_by_pk(queryset: QuerySet[Any], pks: Iterable[Any], field: str) -> dic
     return found
 
 
-def instances_by_pk(queryset: QuerySet[Any], pks: Iterable[Any]) -> list[Model]:
+def instances_by_pk(queryset: QuerySet[M], pks: Iterable[Any]) -> list[M]:
     """Instances of `queryset` among `pks`, in primary-key order."""
-    found: list[Model] = []
+    found: list[M] = []
     for chunk in chunks(pks, IN_CHUNK):
         found.extend(queryset.filter(pk__in=chunk).order_by("pk"))
     found.sort(key=lambda instance: instance.pk)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import FieldError, ValidationError
 from django.core.management.base import CommandError
 from django.db.models import Model, QuerySet
 
 from dj_cqrs.registries import MasterRegistry, ReplicaRegistry
+
+if TYPE_CHECKING:
+    from dj_cqrs.mixins import RawMasterMixin
 
 WRONG_ID = "Wrong CQRS ID: {0}!"
 """django-cqrs 3.x's message for a CQRS_ID this service does not have."""
@@ -36,9 +39,9 @@ def _unknown(side: str, cqrs_id: str, known: list[str]) -> CommandError:
     return CommandError(WRONG_ID.format(cqrs_id) + "\n" + " ".join(lines))
 
 
-def master_model(cqrs_id: str) -> Any:
+def master_model(cqrs_id: str) -> type[RawMasterMixin]:
     """The master model registered under `cqrs_id` (CommandError if there is none)."""
-    model = MasterRegistry.get_model_by_cqrs_id(cqrs_id)
+    model: type[RawMasterMixin] | None = MasterRegistry.get_model_by_cqrs_id(cqrs_id)
     if model is None:
         raise _unknown("master", cqrs_id, list(MasterRegistry.models))
     return model

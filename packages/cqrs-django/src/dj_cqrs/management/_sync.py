@@ -1,7 +1,7 @@
 """Sending SYNC events for batches of master rows (`cqrs_sync`, `cqrs_diff_sync`).
 
 Each batch is published in one `produce_many` call through the master's publishing hook
-(`dj_cqrs.master.publish.publish`), which says whether the broker accepted it. A row that
+(`dj_cqrs.outbox.writer.publish`), which says whether the broker accepted it. A row that
 cannot be serialized is reported and skipped; a batch the broker refused is reported as failed;
 in both cases the run goes on with the next rows.
 
@@ -22,7 +22,7 @@ from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.management._progress import Progress
 from dj_cqrs.master.events import sync_event
-from dj_cqrs.master.publish import publish
+from dj_cqrs.outbox.writer import publish
 
 
 def check_produces(model: Any) -> None:
@@ -169,7 +169,7 @@ def _last_outbox_id(using: str) -> int | None:
 
 def _unsent(model: Any, start: int | None) -> int:
     """SYNCs of `model` written since `start` and not sent once this process settled them."""
-    from dj_cqrs.outbox import fast_path
+    from dj_cqrs.outbox import background_publisher
     from dj_cqrs.outbox.models import OutboxEvent
     from dj_cqrs.outbox.settings import outbox_settings
 
@@ -177,7 +177,7 @@ def _unsent(model: Any, start: int | None) -> int:
         settings = outbox_settings()
         if not settings.enabled:
             return 0
-        fast_path.flush(settings.publish_timeout)
+        background_publisher.flush(settings.publish_timeout)
         rows = OutboxEvent.objects.using(router.db_for_write(model)).filter(
             cqrs_id=model.CQRS_ID, signal_type="SYNC", sent_at__isnull=True
         )

@@ -1,9 +1,13 @@
-"""Build the events of master instances and queue them until commit."""
+"""Event building: the payload of a SAVE, DELETE or SYNC of a master instance, queued until commit.
+
+Called by the model hooks (`dj_cqrs.master.signals`, `mixins`); hands the events to the
+transaction's group (`dj_cqrs.master.pending`). Instance data is serialized later, when the
+event is sent (`dj_cqrs.outbox.committed`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from django.db.models import Model
@@ -13,7 +17,7 @@ from cqrs_core.constants import SignalType
 from cqrs_core.payload import TransportPayload
 from dj_cqrs import conf
 from dj_cqrs.master import pending
-from dj_cqrs.master.serialization import deferred_data, is_deferred, wire_pk
+from dj_cqrs.master.serialization import deferred_data, is_deferred, meta_for, wire_pk
 
 
 def row_key(instance: Model) -> Hashable:
@@ -62,21 +66,6 @@ def payload_for(
         previous_data=previous_data,
         correlation_id=correlation_id,
         meta=meta,
-    )
-
-
-def meta_for(
-    instance: Any,
-    signal_type: SignalType,
-    instance_data: Mapping[str, Any],
-    previous_data: Mapping[str, Any] | None,
-) -> Any:
-    """`instance.get_cqrs_meta(...)` with the keywords of 3.x: `instance_data`,
-    `previous_data` (not for a DELETE) and `signal_type`; the meta function also gets `obj`."""
-    if signal_type is SignalType.DELETE:
-        return instance.get_cqrs_meta(instance_data=instance_data, signal_type=signal_type)
-    return instance.get_cqrs_meta(
-        instance_data=instance_data, previous_data=previous_data, signal_type=signal_type
     )
 
 
@@ -132,25 +121,6 @@ def sync_event(
         instance, SignalType.SYNC, data, previous, using=using, queue=queue or None, sync=True
     )
     return sync_key(instance, queue), pending.Entry(payload, instance, fresh=True)
-
-
-def at_commit(entry: pending.Entry, using: str) -> TransportPayload | None:
-    """The event of `entry` serialized now from its in-memory instance (3.x's moment: commit).
-
-    None when the instance's `is_sync_instance()` has become False (nothing is sent).
-
-    Raises:
-        Exception: whatever the serialization raised (the caller logs it with the event).
-    """
-    payload = entry.payload
-    if not is_deferred(payload.instance_data):
-        return payload
-    instance = entry.instance
-    if not instance.is_sync_instance():
-        return None
-    data = instance.to_cqrs_dict(using, sync=entry.fresh)
-    meta = meta_for(instance, payload.signal_type, data, payload.previous_data)
-    return dataclasses.replace(payload, instance_data=data, meta=meta)
 
 
 def enqueue(using: str, events: Iterable[tuple[Hashable, pending.Entry]]) -> None:

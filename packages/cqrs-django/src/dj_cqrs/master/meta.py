@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models.base import ModelBase
 
+from dj_cqrs.master.signals import MasterSignals
 from dj_cqrs.registries import MasterRegistry
 
 
@@ -44,9 +45,7 @@ class MasterMeta(ModelBase):
         RawMasterMixin)`), or a proxy model with its own CQRS_ID. Returns the model, so it
         also works as a class decorator.
         """
-        from dj_cqrs.master.mixins import RawMasterMixin
-
-        if not (isinstance(model_cls, type) and issubclass(model_cls, RawMasterMixin)):
+        if not (isinstance(model_cls, type) and getattr(model_cls, "_cqrs_master_model", False)):
             raise TypeError(
                 f"MasterMeta.register() needs a model class inheriting "
                 f"dj_cqrs.mixins.RawMasterMixin (or MasterMixin), got {model_cls!r}."
@@ -57,6 +56,4 @@ class MasterMeta(ModelBase):
 
 
 def _connect(model_cls: Any) -> None:
-    from dj_cqrs.signals import MasterSignals
-
     MasterSignals.register_model(model_cls)

@@ -22,7 +22,8 @@ from dj_cqrs.master.serialization import (
     serializer_class,
     tracked_snapshot,
 )
-from dj_cqrs.outbox import combined
+from dj_cqrs.master.signals import post_bulk_create, post_update
+from dj_cqrs.outbox import one_statement
 from dj_cqrs.outbox.settings import outbox_settings
 from dj_cqrs.tracker import CQRSTracker
 
@@ -58,6 +59,9 @@ class RawMasterMixin(models.Model):
     (django-mptt's `MPTTModel`...); such a model publishes once registered with
     `MasterMeta.register(Model)`. MasterMixin adds the metaclass that registers it.
     """
+
+    _cqrs_master_model: ClassVar[bool] = True
+    """Marks master models for `MasterMeta.register` (which cannot import this module)."""
 
     CQRS_ID: ClassVar[str | None] = None
     """Unique CQRS identifier for all microservices."""
@@ -109,7 +113,7 @@ class RawMasterMixin(models.Model):
         if update_cqrs_fields is None:
             update_cqrs_fields = _auto_update_fields()
 
-        self.__dict__.pop(combined.WRITTEN, None)  # left by a save whose post_save never ran
+        self.__dict__.pop(one_statement.WRITTEN, None)  # left by a save whose post_save never ran
         in_atomic = transaction.get_connection(using).in_atomic_block
         if in_atomic:
             self.__dict__["_cqrs_saves_count"] = self.cqrs_saves_count + 1
@@ -132,8 +136,9 @@ class RawMasterMixin(models.Model):
         try:
             if in_atomic or not produces(self) or not outbox_settings().enabled:
                 super().save(**kwargs)
-            elif bump and combined.eligible(self, using):  # the row and its outbox row at once
-                with combined.one_statement_save(self, using):
+            elif bump and one_statement.eligible(self, using, RawMasterMixin):
+                # the row and its outbox row in one statement, no transaction
+                with one_statement.one_statement_save(self, using):
                     super().save(**kwargs)
             else:  # the outbox row must commit with the change: one transaction for both
                 with transaction.atomic(using=using, savepoint=False):
@@ -184,14 +189,14 @@ class RawMasterMixin(models.Model):
             if not query.related_updates:
                 statement, params = query.get_compiler(using).as_sql()
         if not statement:  # not one plain UPDATE returning the revision: Django's way
-            if combined.pending(self):
-                combined.give_up(self)
+            if one_statement.pending(self):
+                one_statement.give_up(self)
             return super()._do_update(  # type: ignore[misc]
                 base_qs, using, pk_val, values, update_fields, forced_update, *returning
             )
         done: bool | None = None
-        if combined.pending(self):
-            done = combined.update(self, using, statement, params, revision)
+        if one_statement.pending(self):
+            done = one_statement.update(self, using, statement, params, revision)
         if done is None:
             column = connection.ops.quote_name(revision.column)
             with connection.cursor() as cursor:
@@ -208,8 +213,8 @@ class RawMasterMixin(models.Model):
         self, manager: Any, using: str, fields: Any, returning_fields: Any, raw: bool
     ) -> Any:
         """Django's INSERT of a save, with its outbox row in the same statement when it can."""
-        if combined.pending(self):
-            rows = combined.insert(self, using, fields, returning_fields, raw)
+        if one_statement.pending(self):
+            rows = one_statement.insert(self, using, fields, returning_fields, raw)
             if rows is not None:
                 return rows
         return super()._do_insert(  # type: ignore[misc]
@@ -362,15 +367,11 @@ class RawMasterMixin(models.Model):
     @classmethod
     def call_post_bulk_create(cls, instances: list[Any], using: str | None = None) -> None:
         """Send `post_bulk_create` (used by `Model.cqrs.bulk_create`)."""
-        from dj_cqrs.signals import post_bulk_create
-
         post_bulk_create.send(cls, instances=instances, using=using)
 
     @classmethod
     def call_post_update(cls, instances: list[Any], using: str | None = None) -> None:
         """Send `post_update` (used by `Model.cqrs.bulk_update`)."""
-        from dj_cqrs.signals import post_update
-
         post_update.send(cls, instances=instances, using=using)
 
 

@@ -9,7 +9,7 @@ event: a later save replaces the earlier one, and the revision is incremented on
 With the outbox (`CQRS['master']['publish'] = 'outbox'`, the default) every event is also
 written to the outbox table as it is queued, in the same transaction and savepoint (a replaced
 event replaces its row), and the on-commit callback only queues the rows, with a copy of each
-instance, for the background publisher (`dj_cqrs.outbox.fast_path`), which serializes them:
+instance, for the background publisher (`dj_cqrs.outbox.background_publisher`), which serializes them:
 nothing on the request's critical path after commit. While `produce` is patched or a 3.x
 transport class is configured, and on SQLite without IMMEDIATE transactions (see
 `dj_cqrs.outbox.sqlite`), the callback serializes and sends the events itself, as 3.x did.
@@ -26,7 +26,13 @@ from django.db import transaction
 from cqrs_core.constants import SignalType
 from cqrs_core.payload import TransportPayload
 from dj_cqrs.controller import producer
+from dj_cqrs.master.publish import send_at_commit
 from dj_cqrs.master.serialization import is_deferred
+from dj_cqrs.outbox import writer
+from dj_cqrs.outbox.background_publisher import publish_fresh
+from dj_cqrs.outbox.committed import snapshot
+from dj_cqrs.outbox.settings import outbox_settings
+from dj_cqrs.outbox.sqlite import sends_in_committing_thread
 
 _ATTR = "_cqrs_pending_groups"
 
@@ -78,42 +84,28 @@ class Group:
             reset = getattr(entry.instance, "reset_cqrs_saves_count", None)
             if reset is not None:
                 reset()
-        if producer.synchronous() or _in_this_thread(self.using):
-            from dj_cqrs.master.publish import send_at_commit
-
+        if producer.synchronous() or sends_in_committing_thread(self.using):
             send_at_commit(self.using, entries)
             return
         stored = [e for e in entries if e.outbox_id is not None]
         if stored:
-            from dj_cqrs.outbox.committed import snapshot
-            from dj_cqrs.outbox.fast_path import publish_fresh
-
             if len(stored) > 1:
                 stored.sort(key=_row_id)
             publish_fresh(
                 self.using,
                 [(e.outbox_id, e.payload) for e in stored],  # type: ignore[misc]
-                [_source(e, snapshot) for e in stored],
+                [_source(e) for e in stored],
             )
         if len(stored) == len(entries):
             return
-        from dj_cqrs.master.publish import send_at_commit
-
         send_at_commit(self.using, [e for e in entries if e.outbox_id is None])
-
-
-def _in_this_thread(using: str) -> bool:
-    """SQLite without IMMEDIATE transactions: no publisher thread (`dj_cqrs.outbox.sqlite`)."""
-    from dj_cqrs.outbox.sqlite import sends_in_committing_thread
-
-    return sends_in_committing_thread(using)
 
 
 def _row_id(entry: Entry) -> int:
     return entry.outbox_id or 0
 
 
-def _source(entry: Entry, snapshot: Any) -> Any:
+def _source(entry: Entry) -> Any:
     """The copy of the instance the publisher serializes (None: read from the database)."""
     if entry.instance is None or not is_deferred(entry.payload.instance_data):
         return None
@@ -183,12 +175,8 @@ def enqueue(using: str, events: list[tuple[Hashable, Entry]]) -> None:
     connection = transaction.get_connection(using)
     group = current_group(using, create=True)
     assert group is not None
-    from dj_cqrs.outbox.settings import outbox_settings
-
     if outbox_settings().enabled:
-        from dj_cqrs.outbox.writer import stage
-
-        stage(using, group, events)
+        writer.stage(using, group, events)
     else:
         for key, entry in events:
             group.add(key, entry)

@@ -1,10 +1,13 @@
-"""The one place where events are handed to the broker.
+"""Publishing in the committing thread: committed events to the broker, right after commit.
 
-`publish(payloads, using)` is called by code that has events outside a model save (the
-`cqrs_sync` command). With the outbox (the default) it writes the events to the outbox on
-`using` and sends them after commit; `send_now` is the direct broker call. `send_at_commit`
-sends the events of a committed transaction from the committing thread, serialized from their
-instances as django-cqrs 3.x did (`'on_commit'` mode, a patched `produce`, a 3.x transport).
+The other sender is the per-process background publisher (`dj_cqrs.outbox.background_publisher`).
+This module serves the cases where the committing thread sends itself: `send_at_commit` sends
+the events of a committed transaction serialized from their instances, as django-cqrs 3.x did
+(`'on_commit'` mode, a patched `produce`, a 3.x transport, SQLite without IMMEDIATE
+transactions); `send_batch_now` and `send_one_by_one` send committed outbox rows; `send_now` is
+the direct broker call of `'on_commit'` mode. Sent rows are marked sent (`settle_rows`), the
+others are left to the relay. Nothing here imports the layers above (outbox writing, the
+on-commit hand-over, model hooks).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import TYPE_CHECKING
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
 from dj_cqrs.controller import producer
-from dj_cqrs.master.events import at_commit
 from dj_cqrs.observability import metrics
+from dj_cqrs.outbox import committed, routing, rows
+from dj_cqrs.outbox.settings import outbox_settings
 
 if TYPE_CHECKING:
     from dj_cqrs.master.pending import Entry
@@ -26,27 +30,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django-cqrs")
 
 _LOGGED_IDS = 20
-
-
-def publish(payloads: Sequence[TransportPayload], using: str) -> bool:
-    """Hand `payloads` over for sending; True if they are in the outbox or the broker has them.
-
-    Never raises: a failure is logged (with the events concerned) and False is returned.
-    """
-    if not payloads:
-        return True
-    try:
-        from dj_cqrs.outbox.settings import outbox_settings
-
-        enabled = outbox_settings().enabled
-    except Exception:
-        logger.exception("CQRS settings are invalid (see `manage.py check`); sending directly")
-        enabled = False
-    if enabled:
-        from dj_cqrs.outbox.writer import write_and_publish
-
-        return write_and_publish(using, payloads)
-    return send_now(payloads, using)
 
 
 def send_now(payloads: Sequence[TransportPayload], using: str) -> bool:
@@ -58,9 +41,7 @@ def send_now(payloads: Sequence[TransportPayload], using: str) -> bool:
     """
     if not payloads:
         return True
-    from dj_cqrs.outbox.committed import fill
-
-    filled = fill(using, [(None, p) for p in payloads])
+    filled = committed.fill(using, [(None, p) for p in payloads])
     payloads = [p for _, p in filled.ready]
     if filled.failed:
         logger.error(
@@ -114,7 +95,7 @@ def send_at_commit(using: str, entries: Sequence[Entry]) -> None:
     left: list[tuple[int, str]] = []
     for entry in entries:
         try:
-            payload = at_commit(entry, using)
+            payload = committed.at_commit(entry.payload, entry.instance, entry.fresh, using)
         except Exception as exc:
             logger.exception(
                 "CQRS could not serialize %s; it is not sent now", _name(entry.payload)
@@ -154,8 +135,6 @@ def _send_batch(
     if not stored:  # 'on_commit' mode: nothing in the outbox, 3.x's retry and log
         send_now([p for _, p in ready], using)
         return
-    from dj_cqrs.outbox.writer import send_rows
-
     sent, failed = send_rows(using, [(i, p) for i, p in ready if i is not None])
     done.extend(sent)
     left.extend(failed)
@@ -165,9 +144,6 @@ def settle_rows(using: str, done: list[int], left: list[tuple[int, str]]) -> Non
     """Mark sent rows sent and note why the others are left to the relay (never raises)."""
     if not done and not left:
         return
-    from dj_cqrs.outbox import rows
-    from dj_cqrs.outbox.settings import outbox_settings
-
     try:
         rows.mark_sent(using, done, outbox_settings().keep_days)
         for outbox_id, reason in left:
@@ -178,3 +154,81 @@ def settle_rows(using: str, done: list[int], left: list[tuple[int, str]]) -> Non
 
 def _name(payload: TransportPayload) -> str:
     return f"{payload.signal_type.value} {payload.cqrs_id}:{payload.instance_pk}"
+
+
+def send_batch_now(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
+    """Send committed rows now in one batch and settle them in this thread (never raises)."""
+    try:
+        filled = committed.fill(using, fresh)
+    except Exception:  # the rows are committed: the relay sends them
+        logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
+        return
+    expires = expires_in(conf.message_ttl())
+    ready = [(row_id, dataclasses.replace(p, expires=expires)) for row_id, p in filled.ready]
+    done, left = send_rows(using, ready)
+    settle_rows(using, done + list(filled.dropped), left + list(filled.failed))
+
+
+def send_rows(
+    using: str, ready: Sequence[tuple[int, TransportPayload]]
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """Send committed rows in this thread: (ids sent, (id, reason) left to the relay).
+
+    Rows the broker refuses are set aside (`dj_cqrs.outbox.routing`).
+    """
+    if not ready:
+        return [], []
+    outcome = routing.send_checked([p for _, p in ready], metrics.timed(producer.send, "commit"))
+    metrics.set_aside("refused", len(outcome.refused))
+    left: list[tuple[int, str]] = []
+    for index, reason in outcome.refused.items():
+        if not routing.set_aside_when_refused(ready[index][1]):
+            left.append((ready[index][0], reason))
+            continue
+        logger.error("CQRS outbox row %s was set aside: %s", ready[index][0], reason)
+        try:
+            rows.set_aside(using, [ready[index][0]], reason)
+        except Exception:
+            logger.exception("CQRS could not set aside outbox row %s", ready[index][0])
+    done = [ready[i][0] for i in outcome.sent]
+    if outcome.error is not None:
+        exc = outcome.error
+        settled = set(outcome.sent) | set(outcome.refused)
+        left += [
+            (row_id, f"publish failed: {type(exc).__name__}: {exc}")
+            for i, (row_id, _) in enumerate(ready)
+            if i not in settled
+        ]
+        logger.error(
+            "CQRS could not publish %d event(s) (%s: %s); `manage.py cqrs_relay` sends them",
+            len(left),
+            type(exc).__name__,
+            exc,
+        )
+    return done, left
+
+
+def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
+    """Send committed rows now through `producer.produce`, one call per event (never raises)."""
+    try:
+        filled = committed.fill(using, fresh)
+    except Exception:  # the rows are committed: the relay sends them
+        logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
+        return
+    expires = expires_in(conf.message_ttl())
+    done = list(filled.dropped)
+    left = list(filled.failed)
+    for row_id, payload in filled.ready:
+        try:
+            producer.produce(dataclasses.replace(payload, expires=expires))
+        except Exception as exc:
+            logger.exception(
+                "CQRS could not publish %s %s:%s; the relay sends it",
+                payload.signal_type.value,
+                payload.cqrs_id,
+                payload.instance_pk,
+            )
+            left.append((row_id, f"produce failed: {type(exc).__name__}: {exc}"))
+        else:
+            done.append(row_id)
+    settle_rows(using, done, left)

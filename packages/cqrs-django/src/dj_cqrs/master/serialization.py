@@ -11,12 +11,13 @@ import datetime
 import functools
 import importlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Field, Model
 
+from cqrs_core.constants import SignalType
 from dj_cqrs.constants import ALL_BASIC_FIELDS as ALL_FIELDS
 
 
@@ -179,3 +180,18 @@ def _stored(instance: Model, attnames: list[str]) -> dict[str, Any]:
 def all_tracked(instance: Model) -> dict[str, Any] | None:
     """Every loaded tracked value by attname: the `previous_data` of a bulk update (3.x)."""
     return tracked_snapshot(instance)
+
+
+def meta_for(
+    instance: Any,
+    signal_type: SignalType,
+    instance_data: Mapping[str, Any],
+    previous_data: Mapping[str, Any] | None,
+) -> Any:
+    """`instance.get_cqrs_meta(...)` with the keywords of 3.x: `instance_data`,
+    `previous_data` (not for a DELETE) and `signal_type`; the meta function also gets `obj`."""
+    if signal_type is SignalType.DELETE:
+        return instance.get_cqrs_meta(instance_data=instance_data, signal_type=signal_type)
+    return instance.get_cqrs_meta(
+        instance_data=instance_data, previous_data=previous_data, signal_type=signal_type
+    )

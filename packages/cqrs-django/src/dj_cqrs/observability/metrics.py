@@ -108,6 +108,12 @@ class _Metrics:
             "undecodable body).",
             ["cqrs_id"],
         )
+        self.skipped = Counter(
+            "cqrs_replica_messages_skipped",
+            "Messages the replica rules skipped (counted as applied in cqrs_replica_messages): "
+            "stale (older than the row or its tombstone) or duplicate.",
+            ["cqrs_id", "reason"],
+        )
         self.apply_seconds = Histogram(
             "cqrs_replica_apply_duration_seconds", "Time to apply one batch of messages."
         )
@@ -216,6 +222,13 @@ def dead_lettered(settled: Any) -> None:
     if ON:
         payload = getattr(settled, "payload", None)
         _M.dead_letters.labels(payload.cqrs_id if payload is not None else "").inc()
+
+
+def replica_skipped(cqrs_id: str, reason: str) -> None:
+    """A message skipped by the replica rules (`reason`: stale or duplicate; see
+    `dj_cqrs.replica.decide`, which calls it once the skip is committed)."""
+    if ON:
+        _M.skipped.labels(cqrs_id, reason).inc()
 
 
 def commit_time(payload: Any) -> float | None:

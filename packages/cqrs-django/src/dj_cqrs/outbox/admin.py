@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from cqrs_core.constants import SignalType
 from dj_cqrs.controller import producer
+from dj_cqrs.observability.status_admin import StatusPageMixin
 from dj_cqrs.outbox import committed, retention, rows
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.settings import outbox_settings
@@ -33,8 +34,11 @@ class PendingFilter(admin.SimpleListFilter):
         return queryset
 
 
-class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Registered by `dj_cqrs.admin` on the default site (never on import of this module)."""
+class OutboxEventAdmin(StatusPageMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Registered by `dj_cqrs.admin` on the default site (never on import of this module).
+
+    Also serves the replication status page, `status/` (see `StatusPageMixin`).
+    """
 
     list_display = (
         "id",

@@ -23,7 +23,7 @@ from django.apps import apps
 from django.core.exceptions import ObjectDoesNotExist
 
 from cqrs_core.payload import TransportPayload
-from dj_cqrs.master.serialization import DEFERRED_KEY, is_deferred, wire_pk
+from dj_cqrs.master.serialization import DEFERRED_KEY, is_deferred, meta_for, wire_pk
 
 logger = logging.getLogger("django-cqrs")
 
@@ -157,8 +157,6 @@ def _data_and_meta(
 
     The meta function gets the data serialized now, as 3.x called it at commit.
     """
-    from dj_cqrs.master.events import meta_for
-
     if not instance.is_sync_instance():
         return None
     data = instance.to_cqrs_dict(using, sync=fresh)
@@ -167,3 +165,22 @@ def _data_and_meta(
 
 def _reason(exc: Exception) -> str:
     return f"serialization failed: {type(exc).__name__}: {exc}"
+
+
+def at_commit(
+    payload: TransportPayload, instance: Any, fresh: bool, using: str
+) -> TransportPayload | None:
+    """The event serialized now from its in-memory `instance` (3.x's moment: commit).
+
+    None when the instance's `is_sync_instance()` has become False (nothing is sent).
+
+    Raises:
+        Exception: whatever the serialization raised (the caller logs it with the event).
+    """
+    if not is_deferred(payload.instance_data):
+        return payload
+    if not instance.is_sync_instance():
+        return None
+    data = instance.to_cqrs_dict(using, sync=fresh)
+    meta = meta_for(instance, payload.signal_type, data, payload.previous_data)
+    return dataclasses.replace(payload, instance_data=data, meta=meta)

@@ -38,6 +38,12 @@ class OutboxEvent(models.Model):
         help_text="The broker refused the event (see last_error): it is not sent until retried "
         "with `manage.py cqrs_outbox retry`, and holds back no other row.",
     )
+    trace_context = models.TextField(  # noqa: DJ001  (None: no trace, the common case)
+        null=True,
+        blank=True,
+        help_text="Headers sent beside the body, as JSON: the W3C trace context of the save "
+        "(CQRS['tracing']). Empty when tracing is off or the event came from elsewhere.",
+    )
 
     class Meta:
         app_label = "dj_cqrs"

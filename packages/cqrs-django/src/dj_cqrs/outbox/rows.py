@@ -16,6 +16,7 @@ from django.utils import timezone
 from cqrs_core import codec
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
+from dj_cqrs.observability import tracing
 from dj_cqrs.outbox.models import OutboxEvent
 
 logger = logging.getLogger("django-cqrs")
@@ -30,13 +31,15 @@ def row_for(payload: TransportPayload, now: datetime.datetime) -> OutboxEvent:
         queue=payload.queue,
         body=body_of(payload),
         created_at=now,
+        trace_context=tracing.stored(payload),  # tracing (issue 16)
     )
 
 
 def payload_of(row: OutboxEvent, *, expires: datetime.datetime | None) -> TransportPayload:
     """The event stored in `row`, expiring at `expires`."""
     payload = codec.decode(row.body, queue=row.queue or None, default_ttl=None)
-    return dataclasses.replace(payload, expires=expires)
+    payload = dataclasses.replace(payload, expires=expires)
+    return tracing.restored(payload, row.trace_context)  # tracing (issue 16)
 
 
 def payloads_of(rows: Sequence[OutboxEvent]) -> list[TransportPayload]:
@@ -52,6 +55,7 @@ def write(using: str, payloads: Sequence[TransportPayload]) -> list[int]:
     """
     if not payloads:
         return []
+    tracing.stamp(payloads)  # tracing (issue 16): `create` spans, their context in the headers
     connection = connections[using]
     now = timezone.now()
     by, until = claim(now)
@@ -107,6 +111,7 @@ COLUMNS = (
     "claimed_until",
 )
 """Columns of an outbox INSERT, in the order of its values."""
+_WRITE_COLUMNS = (*COLUMNS, "trace_context")  # tracing (issue 16): `write` stores the context
 _sql_cache: dict[tuple[str, int], str] = {}
 
 
@@ -115,8 +120,8 @@ def _insert_sql(connection: Any, count: int) -> str:
     sql = _sql_cache.get(key)
     if sql is None:
         quote = connection.ops.quote_name
-        columns = ", ".join(quote(c) for c in COLUMNS)
-        one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+        columns = ", ".join(quote(c) for c in _WRITE_COLUMNS)
+        one = "(" + ", ".join(["%s"] * len(_WRITE_COLUMNS)) + ")"
         sql = (
             f"INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) VALUES "
             f"{', '.join([one] * count)} RETURNING {quote('id')}"
@@ -160,6 +165,7 @@ def _insert_returning(
                 "",
                 by,
                 claimed_until,
+                tracing.stored(payload),  # tracing (issue 16)
             )
         with connection.cursor() as cursor:
             cursor.execute(_insert_sql(connection, len(chunk)), params)
@@ -169,7 +175,7 @@ def _insert_returning(
 
 
 _INSERT_CHUNK = 100
-"""Rows per INSERT statement (10 parameters each: within every backend's parameter limit)."""
+"""Rows per INSERT statement (11 parameters each: within every backend's parameter limit)."""
 
 
 def mark_sent(using: str, ids: Sequence[int], keep_days: float) -> int:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from cqrs_core.payload import TransportPayload, expires_in
-from dj_cqrs import conf
+from cqrs_core.payload import TransportPayload
 from dj_cqrs.controller import producer
+from dj_cqrs.master.publish import send_batch_now, send_now, send_one_by_one
 from dj_cqrs.observability import metrics
-from dj_cqrs.outbox import committed, routing, rows
-from dj_cqrs.outbox.fast_path import publish_fresh
+from dj_cqrs.outbox import rows
+from dj_cqrs.outbox.background_publisher import publish_fresh
 from dj_cqrs.outbox.models import OutboxEvent
+from dj_cqrs.outbox.settings import outbox_settings
 from dj_cqrs.outbox.sqlite import sends_in_committing_thread
 
 if TYPE_CHECKING:
@@ -55,6 +55,23 @@ def stage(using: str, group: Group, events: Sequence[tuple[Hashable, Entry]]) ->
         entry.outbox_id = row_id
 
 
+def publish(payloads: Sequence[TransportPayload], using: str) -> bool:
+    """Hand `payloads` over for sending; True if they are in the outbox or the broker has them.
+
+    Never raises: a failure is logged (with the events concerned) and False is returned.
+    """
+    if not payloads:
+        return True
+    try:
+        enabled = outbox_settings().enabled
+    except Exception:
+        logger.exception("CQRS settings are invalid (see `manage.py check`); sending directly")
+        enabled = False
+    if enabled:
+        return write_and_publish(using, payloads)
+    return send_now(payloads, using)
+
+
 def write_and_publish(using: str, payloads: Sequence[TransportPayload]) -> bool:
     """Store `payloads` in the outbox on `using`, then queue them for sending after commit.
 
@@ -82,85 +99,3 @@ def _after_commit(using: str, fresh: list[tuple[int, TransportPayload]]) -> None
         send_batch_now(using, fresh)
     else:
         publish_fresh(using, fresh)
-
-
-def send_batch_now(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
-    """Send committed rows now in one batch and settle them in this thread (never raises)."""
-    from dj_cqrs.master.publish import settle_rows
-
-    try:
-        filled = committed.fill(using, fresh)
-    except Exception:  # the rows are committed: the relay sends them
-        logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
-        return
-    expires = expires_in(conf.message_ttl())
-    ready = [(row_id, dataclasses.replace(p, expires=expires)) for row_id, p in filled.ready]
-    done, left = send_rows(using, ready)
-    settle_rows(using, done + list(filled.dropped), left + list(filled.failed))
-
-
-def send_rows(
-    using: str, ready: Sequence[tuple[int, TransportPayload]]
-) -> tuple[list[int], list[tuple[int, str]]]:
-    """Send committed rows in this thread: (ids sent, (id, reason) left to the relay).
-
-    Rows the broker refuses are set aside (`dj_cqrs.outbox.routing`).
-    """
-    if not ready:
-        return [], []
-    outcome = routing.send_checked([p for _, p in ready], metrics.timed(producer.send, "commit"))
-    metrics.set_aside("refused", len(outcome.refused))
-    left: list[tuple[int, str]] = []
-    for index, reason in outcome.refused.items():
-        if not routing.set_aside_when_refused(ready[index][1]):
-            left.append((ready[index][0], reason))
-            continue
-        logger.error("CQRS outbox row %s was set aside: %s", ready[index][0], reason)
-        try:
-            rows.set_aside(using, [ready[index][0]], reason)
-        except Exception:
-            logger.exception("CQRS could not set aside outbox row %s", ready[index][0])
-    done = [ready[i][0] for i in outcome.sent]
-    if outcome.error is not None:
-        exc = outcome.error
-        settled = set(outcome.sent) | set(outcome.refused)
-        left += [
-            (row_id, f"publish failed: {type(exc).__name__}: {exc}")
-            for i, (row_id, _) in enumerate(ready)
-            if i not in settled
-        ]
-        logger.error(
-            "CQRS could not publish %d event(s) (%s: %s); `manage.py cqrs_relay` sends them",
-            len(left),
-            type(exc).__name__,
-            exc,
-        )
-    return done, left
-
-
-def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
-    """Send committed rows now through `producer.produce`, one call per event (never raises)."""
-    from dj_cqrs.master.publish import settle_rows
-
-    try:
-        filled = committed.fill(using, fresh)
-    except Exception:  # the rows are committed: the relay sends them
-        logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
-        return
-    expires = expires_in(conf.message_ttl())
-    done = list(filled.dropped)
-    left = list(filled.failed)
-    for row_id, payload in filled.ready:
-        try:
-            producer.produce(dataclasses.replace(payload, expires=expires))
-        except Exception as exc:
-            logger.exception(
-                "CQRS could not publish %s %s:%s; the relay sends it",
-                payload.signal_type.value,
-                payload.cqrs_id,
-                payload.instance_pk,
-            )
-            left.append((row_id, f"produce failed: {type(exc).__name__}: {exc}"))
-        else:
-            done.append(row_id)
-    settle_rows(using, done, left)

@@ -4,9 +4,9 @@ The single-message path (`ReplicaManager.save_instance` / `delete_instance`) cos
 five queries per event. Here one batch of one model costs: one key-lock statement
 (PostgreSQL), one `SELECT ... FOR UPDATE` of the rows, one of their tombstones, then one
 DELETE, one upsert of the rows and one upsert of the tombstones. Between the reads and the
-writes the events are replayed in memory, per row in arrival order, with the very rules of
-the single path (`dj_cqrs.replica.rules`), so the final state is the one the single path
-would leave.
+writes the events are replayed in memory, per row in arrival order: each one is decided by
+`dj_cqrs.replica.decide`, as on the single path, so the final state is the one the single
+path would leave. Only the reading and writing of rows differ.
 
 Only models whose apply is the stock one can take this path (see `supports_bulk`); the others,
 and every batch whose bulk statements fail, are applied message by message by the consumer.
@@ -27,15 +27,9 @@ from django.utils import timezone
 
 from cqrs_core.constants import SignalType
 from cqrs_core.payload import TransportPayload
-from dj_cqrs.replica import rules
+from dj_cqrs.replica import decide
+from dj_cqrs.replica.decide import Action
 from dj_cqrs.replica.manager import ReplicaManager
-from dj_cqrs.replica.mapping import (
-    map_save_data,
-    parse_revision,
-    parse_updated,
-    pk_from_delete,
-    to_pk,
-)
 from dj_cqrs.replica.rules import Mark
 from dj_cqrs.replica.tombstone import Tombstone
 from dj_cqrs.replica.upsert import array_type, upsert
@@ -111,7 +105,7 @@ def apply_model_batch(model: Any, payloads: Sequence[TransportPayload]) -> list[
     """
     using = router.db_for_write(model)
     errors: list[Exception | None] = [None] * len(payloads)
-    events: list[tuple[int, Any, dict[str, Any] | Mark, SignalType]] = []
+    events: list[tuple[int, Any, tuple[dict[str, Any], Mark] | Mark, SignalType]] = []
     for index, payload in enumerate(payloads):
         try:
             events.append((index, *_parse(model, payload), payload.signal_type))
@@ -126,10 +120,10 @@ def apply_model_batch(model: Any, payloads: Sequence[TransportPayload]) -> list[
         row = rows[pk]
         if signal is SignalType.DELETE:
             assert isinstance(event, Mark)
-            _replay_delete(model, pk, row, event)
+            _replay_delete(model, pk, row, event, using)
         else:
-            assert isinstance(event, dict)
-            _replay_save(model, row, event, sync=signal is SignalType.SYNC)
+            assert isinstance(event, tuple)
+            _replay_save(model, pk, row, *event, sync=signal is SignalType.SYNC, using=using)
     _write(model, using, rows)
     return errors
 
@@ -137,20 +131,13 @@ def apply_model_batch(model: Any, payloads: Sequence[TransportPayload]) -> list[
 # -- parsing and reading ----------------------------------------------------------------------
 
 
-def _parse(model: Any, payload: TransportPayload) -> tuple[Any, dict[str, Any] | Mark]:
+def _parse(model: Any, payload: TransportPayload) -> tuple[Any, tuple[dict[str, Any], Mark] | Mark]:
+    """The single path's reading of a message (`decide.read_save` / `read_delete`)."""
     data = payload.instance_data
     if payload.signal_type is SignalType.DELETE:
-        pk = pk_from_delete(model, data)
-        mark = Mark(
-            parse_revision(data.get("cqrs_revision")),
-            parse_updated(data.get("cqrs_updated")) or timezone.now(),
-        )
-        return pk, mark
-    mapped = map_save_data(model, data)
-    pk_name = model._meta.pk.name
-    pk = to_pk(model, mapped[pk_name])
-    mapped[pk_name] = pk
-    return pk, mapped
+        return decide.read_delete(model, data)
+    pk, mapped, mark = decide.read_save(model, data)
+    return pk, (mapped, mark)
 
 
 def _lock_keys(using: str, cqrs_id: str, keys: list[Any]) -> None:
@@ -192,93 +179,59 @@ def _key_in(model: Any, using: str, name: str, keys: list[Any]) -> Q | RawSQL:
     return RawSQL(f"{column} = ANY(%s::{array})", (values,), output_field=BooleanField())
 
 
-# -- replay (the rules of ReplicaManager, in memory) -------------------------------------------
+# -- replay (the decisions of `replica.decide`, carried out in memory) ------------------------
 
 
-def _mark(tombstone: Tombstone | None) -> Mark | None:
-    return None if tombstone is None else Mark(tombstone.cqrs_revision, tombstone.cqrs_updated)
-
-
-def _replay_save(model: Any, row: _Row, mapped: dict[str, Any], *, sync: bool) -> None:
-    incoming = Mark(mapped["cqrs_revision"], mapped["cqrs_updated"])
-    tomb = _mark(row.tombstone)
+def _replay_save(
+    model: Any,
+    pk: Any,
+    row: _Row,
+    mapped: dict[str, Any],
+    incoming: Mark,
+    *,
+    sync: bool,
+    using: str,
+) -> None:
     instance = row.instance
-    kind = "SYNC" if sync else "SAVE"
-    if instance is None:
-        if tomb is not None and rules.older_than_tombstone(incoming, tomb):
-            logger.info(
-                "CQRS %s for deleted row skipped: pk = %s, cqrs_revision = %s, deleted at "
-                "revision %s (%s).",
-                kind,
-                mapped[model._meta.pk.name],
-                incoming.revision,
-                tomb.revision,
-                model.CQRS_ID,
-            )
-            return
+    tomb = decide.tombstone_mark(row.tombstone)
+    decision = decide.decide_save(
+        row=None if instance is None else decide.row_mark(instance),
+        incoming=incoming,
+        sync=sync,
+        tombstone=lambda: tomb,
+    )
+    decide.report(decision, model.CQRS_ID, pk, using)
+    if decision.action is Action.CREATE:
         row.instance = model(**mapped)
         row.row_changed = True
-        return
-    stored_updated = instance.cqrs_updated
-    if (
-        not sync
-        and tomb is not None
-        and incoming.updated is not None
-        and stored_updated is not None
-        and incoming.updated < stored_updated
-        and (incoming.revision or 0) > instance.cqrs_revision
-        and rules.older_than_tombstone(incoming, tomb)
-        and rules.row_is_newer_life(row_updated=stored_updated, tombstone=tomb)
-    ):
-        logger.info(
-            "CQRS event of a deleted, re-created row skipped: pk = %s, cqrs_revision = %s (%s).",
-            instance.pk,
-            incoming.revision,
-            model.CQRS_ID,
-        )
-        return
-    verdict = rules.save_verdict(
-        stored=instance.cqrs_revision, incoming=incoming.revision, sync=sync
-    )
-    rules.log_verdict(
-        verdict,
-        model.CQRS_ID,
-        instance.pk,
-        stored=instance.cqrs_revision,
-        incoming=incoming.revision,
-    )
-    if verdict.applies:
+    elif decision.action is Action.UPDATE:
         for key, value in mapped.items():
             setattr(instance, key, value)
         row.row_changed = True
 
 
-def _replay_delete(model: Any, pk: Any, row: _Row, delete: Mark) -> None:
-    if row.instance is not None:
-        if rules.delete_is_stale(row_updated=row.instance.cqrs_updated, delete=delete):
-            logger.info(
-                "CQRS DELETE older than the stored row (re-created), row kept: pk = %s (%s).",
-                pk,
-                model.CQRS_ID,
+def _replay_delete(model: Any, pk: Any, row: _Row, delete: Mark, using: str) -> None:
+    decision = decide.decide_delete(
+        row=None if row.instance is None else decide.row_mark(row.instance),
+        delete=delete,
+        tombstone=decide.tombstone_mark(row.tombstone),
+    )
+    decide.report(decision, model.CQRS_ID, pk, using)
+    if decision.action is Action.DELETE:
+        row.instance = None
+        row.row_changed = True
+        row.deleted = row.existed
+    if decision.write_tombstone:
+        if row.tombstone is None:
+            row.tombstone = Tombstone(
+                cqrs_id=model.CQRS_ID,
+                instance_pk=str(pk),
+                cqrs_revision=delete.revision,
+                cqrs_updated=delete.updated,
             )
         else:
-            row.instance = None
-            row.row_changed = True
-            row.deleted = row.existed
-    tomb = row.tombstone
-    if tomb is None:
-        row.tombstone = Tombstone(
-            cqrs_id=model.CQRS_ID,
-            instance_pk=str(pk),
-            cqrs_revision=delete.revision,
-            cqrs_updated=delete.updated,
-        )
-        row.tombstone_changed = True
-    elif tomb.cqrs_updated is None or (
-        delete.updated is not None and delete.updated >= tomb.cqrs_updated
-    ):
-        tomb.cqrs_revision = delete.revision
-        tomb.cqrs_updated = delete.updated
+            row.tombstone.cqrs_revision = delete.revision
+            row.tombstone.cqrs_updated = delete.updated
         row.tombstone_changed = True
 
 

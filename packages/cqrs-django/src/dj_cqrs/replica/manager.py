@@ -8,28 +8,25 @@ locks the whole database; a concurrent writer fails with "database is locked" an
 is retried, never half-applied. Other databases rely on `SELECT ... FOR UPDATE` plus the unique
 primary key (a lost insert race turns into an update).
 
+What happens to each message is decided by `dj_cqrs.replica.decide`, as on the bulk path;
+this module only reads and writes the rows (through the model's hooks).
+
 As in django-cqrs, the public methods log bad data and database errors and return None (False
 for deletes); inside `errors.raising_errors()` (the consumer) they raise them instead.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from django.db import IntegrityError, models, router, transaction
-from django.utils import timezone
 
-from dj_cqrs.replica import errors, rules
-from dj_cqrs.replica.mapping import (
-    map_previous_data,
-    map_save_data,
-    parse_revision,
-    parse_updated,
-    pk_from_delete,
-    to_pk,
-)
+from dj_cqrs.replica import decide, errors
+from dj_cqrs.replica.decide import Action
+from dj_cqrs.replica.mapping import map_previous_data
 from dj_cqrs.replica.rules import Mark
 from dj_cqrs.replica.tombstone import Tombstone
 
@@ -94,11 +91,8 @@ class ReplicaManager(models.Manager[Any]):
         savepoint: bool,
     ) -> Any:
         model = self.model
-        mapped = map_save_data(model, master_data)
+        pk, mapped, incoming = decide.read_save(model, master_data)
         previous = map_previous_data(model, previous_data) if previous_data else None
-        pk_name = model._meta.pk.name
-        pk = to_pk(model, mapped[pk_name])
-        mapped[pk_name] = pk
         using = router.db_for_write(model)
         # In the consumer's per-message savepoint a second one is waste; a direct call gets
         # one, so that a failure returning None leaves the caller's transaction usable.
@@ -106,19 +100,15 @@ class ReplicaManager(models.Manager[Any]):
             lock_key(using, model.CQRS_ID, pk)
             instance = self._locked_row(using, pk)
             if instance is not None:
-                return self._update_checked(instance, mapped, previous, sync, meta, using)
-            tombstone = _tombstone(using, model.CQRS_ID, pk)
-            event = Mark(mapped["cqrs_revision"], mapped["cqrs_updated"])
-            if tombstone is not None and rules.older_than_tombstone(event, _mark(tombstone)):
-                logger.info(
-                    "CQRS %s for deleted row skipped: pk = %s, cqrs_revision = %s, deleted at "
-                    "revision %s (%s).",
-                    "SYNC" if sync else "SAVE",
-                    pk,
-                    event.revision,
-                    tombstone.cqrs_revision,
-                    model.CQRS_ID,
-                )
+                return self.update_instance(instance, mapped, previous, sync=sync, meta=meta)
+            decision = decide.decide_save(
+                row=None,
+                incoming=incoming,
+                sync=sync,
+                tombstone=lambda: decide.tombstone_mark(_tombstone(using, model.CQRS_ID, pk)),
+            )
+            decide.report(decision, model.CQRS_ID, pk, using)
+            if decision.action is not Action.CREATE:
                 return Skipped("row was deleted after this event")
             return self._create_or_update(mapped, previous, sync, meta, using)
 
@@ -142,43 +132,7 @@ class ReplicaManager(models.Manager[Any]):
             instance = self._locked_row(using, mapped[self.model._meta.pk.name])
             if instance is None:
                 raise
-            return self._update_checked(instance, mapped, previous, sync, meta, using)
-
-    def _update_checked(
-        self,
-        instance: Any,
-        mapped: dict[str, Any],
-        previous: Any,
-        sync: bool,
-        meta: Any,
-        using: str,
-    ) -> Any:
-        incoming = Mark(mapped["cqrs_revision"], mapped["cqrs_updated"])
-        stored_updated = instance.cqrs_updated
-        if (
-            not sync
-            and incoming.updated is not None
-            and stored_updated is not None
-            and incoming.updated < stored_updated
-            and (incoming.revision or 0) > instance.cqrs_revision
-        ):
-            # A higher revision that is older than the row: maybe a late event of a previous
-            # life of this key (deleted, then re-created). Only then is the tombstone read.
-            tombstone = _tombstone(using, self.model.CQRS_ID, instance.pk)
-            if (
-                tombstone is not None
-                and rules.older_than_tombstone(incoming, _mark(tombstone))
-                and rules.row_is_newer_life(row_updated=stored_updated, tombstone=_mark(tombstone))
-            ):
-                logger.info(
-                    "CQRS event of a deleted, re-created row skipped: pk = %s, cqrs_revision = "
-                    "%s (%s).",
-                    instance.pk,
-                    incoming.revision,
-                    self.model.CQRS_ID,
-                )
-                return instance
-        return self.update_instance(instance, mapped, previous_data=previous, sync=sync, meta=meta)
+            return self.update_instance(instance, mapped, previous, sync=sync, meta=meta)
 
     def create_instance(
         self,
@@ -214,18 +168,25 @@ class ReplicaManager(models.Manager[Any]):
         sync: bool = False,
         meta: Any = None,
     ) -> Any:
-        """Apply the revision rules, then update through the instance's `cqrs_update`.
+        """Apply the rules (`replica.decide`), then update through the instance's `cqrs_update`.
 
         A SAVE with the stored revision is a duplicate and one with a lower revision is out of
-        order: both are skipped (the instance is returned unchanged). A revision more than one
-        ahead is applied with a warning about lost events. A SYNC is always applied. Returns
-        None (logged) if `cqrs_update` fails with a database or validation error.
+        order, as is a late SAVE of a deleted and re-created row: all are skipped (the
+        instance is returned unchanged). A revision more than one ahead is applied with a
+        warning about lost events. A SYNC is always applied. Returns None (logged) if
+        `cqrs_update` fails with a database or validation error.
         """
-        cqrs_id = self.model.CQRS_ID
-        stored, incoming = instance.cqrs_revision, mapped_data["cqrs_revision"]
-        verdict = rules.save_verdict(stored=stored, incoming=incoming, sync=sync)
-        rules.log_verdict(verdict, cqrs_id, instance.pk, stored=stored, incoming=incoming)
-        if not verdict.applies:
+        model = self.model
+        using = router.db_for_write(model)
+        pk = instance.pk
+        decision = decide.decide_save(
+            row=decide.row_mark(instance),
+            incoming=Mark(mapped_data["cqrs_revision"], _updated(mapped_data)),
+            sync=sync,
+            tombstone=lambda: decide.tombstone_mark(_tombstone(using, model.CQRS_ID, pk)),
+        )
+        decide.report(decision, model.CQRS_ID, pk, using)
+        if decision.action is not Action.UPDATE:
             return instance
         kwargs = self._hook_kwargs(previous_data, meta)
         if errors.raising():
@@ -269,26 +230,22 @@ class ReplicaManager(models.Manager[Any]):
 
     def _delete(self, master_data: Mapping[str, Any], savepoint: bool) -> None:
         model = self.model
-        pk = pk_from_delete(model, master_data)
-        delete = Mark(
-            parse_revision(master_data.get("cqrs_revision")),
-            parse_updated(master_data.get("cqrs_updated")) or timezone.now(),
-        )
+        pk, delete = decide.read_delete(model, master_data)
         using = router.db_for_write(model)
         with transaction.atomic(using=using, savepoint=savepoint):
             lock_key(using, model.CQRS_ID, pk)
             instance = self._locked_row(using, pk)
-            if instance is not None:
-                if rules.delete_is_stale(row_updated=instance.cqrs_updated, delete=delete):
-                    logger.info(
-                        "CQRS DELETE older than the stored row (re-created), row kept: pk = %s "
-                        "(%s).",
-                        pk,
-                        model.CQRS_ID,
-                    )
-                else:
-                    instance.delete(using=using)
-            _write_tombstone(using, model.CQRS_ID, pk, delete)
+            tombstone = _tombstone(using, model.CQRS_ID, pk)
+            decision = decide.decide_delete(
+                row=None if instance is None else decide.row_mark(instance),
+                delete=delete,
+                tombstone=decide.tombstone_mark(tombstone),
+            )
+            decide.report(decision, model.CQRS_ID, pk, using)
+            if decision.action is Action.DELETE:
+                instance.delete(using=using)
+            if decision.write_tombstone:
+                _write_tombstone(using, model.CQRS_ID, pk, delete, tombstone)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -315,12 +272,17 @@ def _tombstone(using: str, cqrs_id: str, pk: Any) -> Tombstone | None:
     )
 
 
-def _mark(tombstone: Tombstone) -> Mark:
-    return Mark(tombstone.cqrs_revision, tombstone.cqrs_updated)
+def _updated(mapped_data: Mapping[str, Any]) -> datetime.datetime | None:
+    """The parsed `cqrs_updated` of mapped data (a direct `update_instance` call may pass
+    anything: then the tombstone rule is not applied, as in django-cqrs)."""
+    value = mapped_data.get("cqrs_updated")
+    return value if isinstance(value, datetime.datetime) else None
 
 
-def _write_tombstone(using: str, cqrs_id: str, pk: Any, delete: Mark) -> None:
-    existing = _tombstone(using, cqrs_id, pk)
+def _write_tombstone(
+    using: str, cqrs_id: str, pk: Any, delete: Mark, existing: Tombstone | None
+) -> None:
+    """Record `delete` as the key's tombstone (`decide.decide_delete` said it supersedes)."""
     if existing is None:
         try:
             with transaction.atomic(using=using):
@@ -335,9 +297,8 @@ def _write_tombstone(using: str, cqrs_id: str, pk: Any, delete: Mark) -> None:
             existing = _tombstone(using, cqrs_id, pk)
             if existing is None:
                 raise
-    if existing.cqrs_updated is None or (
-        delete.updated is not None and delete.updated >= existing.cqrs_updated
-    ):
-        existing.cqrs_revision = delete.revision
-        existing.cqrs_updated = delete.updated
-        existing.save(using=using)
+            if not decide.tombstone_supersedes(decide.tombstone_mark(existing), delete):
+                return
+    existing.cqrs_revision = delete.revision
+    existing.cqrs_updated = delete.updated
+    existing.save(using=using)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -232,7 +233,32 @@ def _loss(field: Any, to_python: Any, value: Any, converted: Any, model: Any) ->
             DecimalValidator(field.max_digits, field.decimal_places)(converted.normalize())
         except ValidationError as exc:
             return "; ".join(exc.messages)
+    elif to_python is models.GenericIPAddressField.to_python and isinstance(converted, str):
+        # PostgreSQL's inet column refuses what is not an address; the others would store it.
+        try:
+            field.run_validators(converted)
+        except ValidationError as exc:
+            return "; ".join(exc.messages)
+    elif to_python is models.UUIDField.to_python and _mariadb_refuses_uuid(converted, model):
+        return "MariaDB's uuid column refuses a version 8-15 UUID of variant 0 (MDEV-29959)"
     return None
+
+
+def _mariadb_refuses_uuid(value: Any, model: Any) -> bool:
+    """True for a UUID the native `uuid` column of MariaDB 10.7+ refuses (an error on insert).
+
+    Without this check a bulk batch that also holds a later event of the row never writes the
+    refused value, and the message is applied there but dead-lettered on the per-message path.
+    """
+    if not isinstance(value, uuid.UUID):
+        return False
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "mysql" or not getattr(
+        connection.features, "has_native_uuid_field", False
+    ):
+        return False
+    version, variant = (value.int >> 76) & 0xF, (value.int >> 60) & 0xF
+    return version >= 8 and variant < 8
 
 
 def _integer_range(field: Any, model: Any) -> tuple[int | None, int | None]:

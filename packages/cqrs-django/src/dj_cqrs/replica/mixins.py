@@ -50,7 +50,7 @@ class ReplicaMixin(models.Model, metaclass=ReplicaMeta):
 
     Rows should be treated as read-only (not enforced, e.g. for the admin). The consumer
     applies SAVE/SYNC with `cqrs_save` and DELETE with `cqrs_delete`; see
-    `dj_cqrs.replica.rules` for the revision and tombstone rules.
+    `dj_cqrs.replica.decide` (and `replica.rules`) for the revision and tombstone rules.
     """
 
     # Plain attributes, not a base class, so user migrations never name a private class of ours.

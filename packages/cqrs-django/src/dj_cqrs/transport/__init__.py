@@ -33,6 +33,8 @@ class TransportFacade(BaseTransport):
     `rabbitmq` plugin. Whichever facade is called, the configured transport does the work.
     """
 
+    is_facade = True
+
     @classmethod
     def produce(cls, payload: TransportPayload) -> None:
         """Send `payload` to replicas now, through the configured transport.
@@ -83,10 +85,58 @@ class MemoryTransport(TransportFacade):
     transport_name = "memory"
 
 
+_facades: dict[str, type] = {}
+
+
+def current_transport_class() -> type:
+    """`dj_cqrs.transport.current_transport`: the class 3.x code calls `produce`/`consume` on.
+
+    The 3.x-style class itself, or the `dj_cqrs.transport` facade of the configured cqrs-core
+    transport (a facade made on the fly for transports without a named one).
+
+    Raises:
+        ImproperlyConfigured, TransportNotFound, TransportLoadError: as `transport_class()`.
+    """
+    from dj_cqrs.conf import (
+        LEGACY_TRANSPORTS,
+        _import_path,
+        legacy_transport_class,
+        transport_class,
+        transport_spec,
+    )
+
+    legacy_cls = legacy_transport_class()
+    if legacy_cls is not None:
+        return legacy_cls
+    spec = transport_spec()
+    if spec in LEGACY_TRANSPORTS:
+        name = LEGACY_TRANSPORTS[spec]
+    elif "." in spec or ":" in spec:
+        target = _import_path(spec)
+        if isinstance(target, type) and issubclass(target, TransportFacade):
+            return target
+        name = transport_class().name
+    else:
+        name = transport_class().name
+    for facade in (
+        RabbitMQTransport,
+        KombuTransport,
+        KafkaTransport,
+        MemoryTransport,
+    ):
+        if facade.transport_name == name:
+            return facade
+    if name not in _facades:
+        _facades[name] = type(
+            f"{name.title().replace('_', '')}Transport",
+            (TransportFacade,),
+            {"transport_name": name, "__module__": __name__},
+        )
+    return _facades[name]
+
+
 def __getattr__(name: str) -> Any:
     # `current_transport` (django-cqrs 3.x) is resolved on access, never at import time.
     if name == "current_transport":
-        from dj_cqrs.conf import current_transport_class
-
         return current_transport_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,6 +25,10 @@ class BaseTransport:
     transport_name: ClassVar[str | None] = None
     """Entry-point name of the cqrs-core plugin a facade stands for; None for 3.x-style classes."""
 
+    is_facade: ClassVar[bool] = False
+    """True for `dj_cqrs.transport.TransportFacade` (checked by `dj_cqrs.conf`, which does not
+    import the facades: they import it)."""
+
     consumers: ClassVar[dict[Any, Any]] = {}
     """Kept because 3.x subclasses may store their consumers here (shared by every subclass)."""
 

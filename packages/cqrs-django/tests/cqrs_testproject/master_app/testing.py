@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from cqrs_core import routing
@@ -47,13 +47,13 @@ class RecordingTransport(BaseTransport):
             batch.append(Sent(routing.routing_key(m.payload), m.body))
         type(self).batches.append(batch)
 
-    def consume(
+    def _consume(
         self,
         handler: Handler,
         *,
-        cqrs_ids: Collection[str],
-        on_ready: Callable[[], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        cqrs_ids: frozenset[str],
+        on_ready: Callable[[], None] | None,
+        on_tick: Callable[[], None] | None,
     ) -> None:
         raise NotImplementedError("the recording transport only records what is produced")
 
@@ -95,9 +95,9 @@ class Recorder:
 
 def flush(timeout: float = 30.0) -> None:
     """Wait for this process's outbox publisher (what is committed is then sent or left)."""
-    from dj_cqrs.outbox import fast_path
+    from dj_cqrs.outbox import background_publisher
 
-    assert fast_path.flush(timeout), f"the outbox publisher did not settle within {timeout}s"
+    assert background_publisher.flush(timeout), f"the publisher did not settle within {timeout}s"
 
 
 def use_recording(settings: Any, **master: Any) -> Iterator[Any]:

@@ -331,3 +331,37 @@ class KwargsMetaRef(_KwargsHooks):
     CQRS_ID = "kwargs_meta"
     CQRS_META = True
     calls: ClassVar[list[tuple[str, Any, dict[str, Any]]]] = []
+
+
+class TypedRef(ReplicaMixin):
+    """Stock replica with a column of every field type the replica maps (the equivalence test
+    of the two apply paths covers them all)."""
+
+    CQRS_ID = "typed"
+
+    id = models.BigIntegerField(primary_key=True)
+    char = models.CharField(max_length=30)
+    text = models.TextField(default="")
+    slug = models.SlugField(max_length=30, default="s")
+    email = models.EmailField(max_length=60, null=True, blank=True)  # noqa: DJ001
+    small = models.SmallIntegerField(default=0)
+    integer = models.IntegerField(default=0)
+    big = models.BigIntegerField(default=0)
+    positive = models.PositiveIntegerField(default=0)
+    positive_small = models.PositiveSmallIntegerField(default=0)
+    positive_big = models.PositiveBigIntegerField(default=0)
+    ratio = models.FloatField(null=True, blank=True)
+    amount = models.DecimalField(max_digits=9, decimal_places=3, null=True, blank=True)
+    flag = models.BooleanField(default=False)
+    maybe = models.BooleanField(null=True, blank=True)
+    day = models.DateField(null=True, blank=True)
+    moment = models.DateTimeField(null=True, blank=True)
+    clock = models.TimeField(null=True, blank=True)
+    span = models.DurationField(null=True, blank=True)
+    token = models.UUIDField(null=True, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    doc = models.JSONField(null=True, blank=True)
+    blob = models.BinaryField(null=True, blank=True)
+    item = models.ForeignKey(
+        Item, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True
+    )

@@ -65,7 +65,8 @@ class Command(DataCommand):
         partial = f"{output}.partial"
         stream: IO[str]
         if to_stdout:
-            stream = self.stdout._out if hasattr(self.stdout, "_out") else sys.stdout
+            # The stream OutputWrapper wraps (`_out`, private): 3.x wrote no line endings.
+            stream = getattr(self.stdout, "_out", sys.stdout)
         else:
             try:
                 stream = open(partial, "w", encoding="utf-8")  # noqa: SIM115
@@ -73,7 +74,7 @@ class Command(DataCommand):
                 raise CommandError(f"Cannot write {partial!r}: {exc.strerror or exc}.") from None
         written = failed = 0
         try:
-            stream.write(model.CQRS_ID)
+            stream.write(options["cqrs_id"])  # the model's CQRS_ID: it was found by it
             for instances in instance_batches(queryset, batch):
                 lines = []
                 batch_failed = 0

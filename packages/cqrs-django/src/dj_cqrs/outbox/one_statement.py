@@ -38,6 +38,7 @@ from dj_cqrs import conf
 from dj_cqrs.controller import producer
 from dj_cqrs.master.events import save_event
 from dj_cqrs.master.serialization import wire_pk
+from dj_cqrs.observability import tracing
 from dj_cqrs.outbox import rows
 from dj_cqrs.outbox.models import OutboxEvent
 
@@ -65,9 +66,15 @@ def pending(instance: Model) -> bool:
     return _PENDING in instance.__dict__
 
 
-def eligible(instance: Model, using: str) -> bool:
-    """Whether a save of `instance` can be one statement with its outbox row."""
-    if connections[using].vendor != "postgresql" or not _model_eligible(type(instance)):
+def eligible(instance: Model, using: str, base: type[Model]) -> bool:
+    """Whether a save of `instance` can be one statement with its outbox row.
+
+    `base`: the mixin class whose event hooks the model must not override (`RawMasterMixin`;
+    passed in, so that this layer does not import the model hooks above it).
+    """
+    if connections[using].vendor != "postgresql" or not _model_eligible(type(instance), base):
+        return False
+    if tracing.ON:  # tracing (issue 16): `rows.write` stores the trace context with the row
         return False
     master = conf.master_settings()
     if master.get("correlation_function") or master.get("meta_function"):
@@ -76,14 +83,12 @@ def eligible(instance: Model, using: str) -> bool:
 
 
 @functools.cache
-def _model_eligible(model: type[Model]) -> bool:
-    from dj_cqrs.master.mixins import RawMasterMixin
-
+def _model_eligible(model: type[Model], base: type[Model]) -> bool:
     meta = model._meta
     if meta.parents:
         return False
     for name in ("get_cqrs_meta", "get_tracked_fields_data", "is_sync_instance"):
-        if getattr(model, name) is not getattr(RawMasterMixin, name):
+        if getattr(model, name) is not getattr(base, name):
             return False
     return not any(
         getattr(field, "generated", False) or _has_db_default(field)
