@@ -66,6 +66,9 @@ def sizes(short: bool) -> dict[str, int]:
             "ceiling": 2000,
             "master": 100,
             "reps": 1,
+            "backlog_3x": 1000,
+            "bulk_3x": 1000,
+            "short": 1,
         }
     return {
         "backlog": 10000,
@@ -74,6 +77,8 @@ def sizes(short: bool) -> dict[str, int]:
         "ceiling": 10000,
         "master": 1000,
         "reps": 3,
+        "backlog_3x": 10000,
+        "bulk_3x": 10000,
     }
 
 
@@ -761,15 +766,21 @@ def run_scenario(
     """One scenario of one transport, `size["reps"]` times; medians with min and max."""
     reps: dict[str, list[float]] = {}
     is_3x = scenario == "3.1.0"
+    short = size.get("short", 0) == 1
     for rep in range(size["reps"]):
         with broker(kind, bootstrap, upstream=is_3x) as cqrs, database(engine) as db_name:
             settings, conn_max_age = scenario_settings(scenario, cqrs)
             spec: dict[str, Any] = {
                 **size,
+                "backlog": size["backlog_3x"] if is_3x else size["backlog"],
+                "bulk": size["bulk_3x"] if is_3x else size["bulk"],
                 "prefill": not is_3x,
                 "relay": not is_3x,
-                "e2e": size["e2e"] if engine == "postgres" and not is_3x else 0,
-                "metrics_compare": scenario == "tuned" and engine == "postgres",
+                # --short (CI): end to end and the metrics cost in the tuned run only
+                "e2e": size["e2e"]
+                if engine == "postgres" and not is_3x and (scenario == "tuned" or not short)
+                else 0,
+                "metrics_compare": scenario == "tuned" and engine == "postgres" and not short,
             }
             what = f"{kind} {scenario} on {engine}, run {rep + 1}"
             if is_3x:
@@ -778,7 +789,7 @@ def run_scenario(
                 # migrates and consumes it.
                 env = child_env(engine, db_name, settings)
                 done = subprocess.run(
-                    [sys.executable, __file__, "--prefill", str(size["backlog"])],
+                    [sys.executable, __file__, "--prefill", str(spec["backlog"])],
                     env=env,
                     check=False,
                     capture_output=True,
@@ -800,8 +811,11 @@ def run_scenario(
     return {key: summary(values) for key, values in reps.items()}
 
 
-def master_compare(engine: str, count: int, upstream: str | None) -> dict[str, dict[str, float]]:
-    """Master save cost of both libraries with the same script and models (and metrics on)."""
+def master_compare(
+    engine: str, count: int, upstream: str | None, short: bool = False
+) -> dict[str, dict[str, float]]:
+    """Master save cost of both libraries with the same script and models (and metrics on);
+    `short` (CI): our memory-transport row and, with a 3.1.0 interpreter, its TransportMock."""
     import importlib.util as iu
 
     script = HERE / "bench_master_compare.py"
@@ -812,6 +826,8 @@ def master_compare(engine: str, count: int, upstream: str | None) -> dict[str, d
     ]
     if iu.find_spec("dj_cqrs.observability.tracing") is not None:
         runs.append(("ours, memory, tracing on", sys.executable, memory, ["--tracing"]))
+    if short:
+        runs = runs[:1]
     tag = uuid.uuid4().hex[:10]
     rabbit = {
         "transport": TRANSPORT_PATHS["rabbitmq"],
@@ -819,11 +835,13 @@ def master_compare(engine: str, count: int, upstream: str | None) -> dict[str, d
         "exchange": f"bench_x_{tag}",
         "queue": f"bench_q_{tag}",
     }
-    runs.append(("ours, RabbitMQ", sys.executable, rabbit, []))
+    if not short:
+        runs.append(("ours, RabbitMQ", sys.executable, rabbit, []))
     if upstream:
         mock = {"transport": "dj_cqrs.transport.mock.TransportMock", "queue": "bench"}
         runs.append(("3.1.0, TransportMock", upstream, mock, []))
-        runs.append(("3.1.0, RabbitMQ", upstream, rabbit, []))
+        if not short:
+            runs.append(("3.1.0, RabbitMQ", upstream, rabbit, []))
     out: dict[str, dict[str, float]] = {}
     import pika
 
@@ -1211,6 +1229,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-3x", action="store_true", help="include 3.1.0 with --short")
     parser.add_argument("--skip-mariadb", action="store_true", help="leave out MariaDB")
     parser.add_argument("--skip-bulk-load", action="store_true", help="leave out (6)")
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="override a size: backlog, e2e, bulk, ceiling, master, backlog_3x, bulk_3x "
+        "(django-cqrs 3.1.0 applies one transaction per message: on a busy machine its 10,000 "
+        "take minutes)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--prefill", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1227,6 +1254,11 @@ def main(argv: list[str] | None = None) -> int:
     size = sizes(args.short)
     if args.reps:
         size["reps"] = args.reps
+    for item in args.size:
+        key, _, value = item.partition("=")
+        if key not in size:
+            raise SystemExit(f"--size {item}: the keys are {', '.join(size)}")
+        size[key] = int(value)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench_settings")
     sys.path.insert(0, str(PROJECT))
     started = time.monotonic()
@@ -1262,7 +1294,8 @@ def main(argv: list[str] | None = None) -> int:
                 for mode in runs[0]
             }
             compare = [
-                master_compare(engine, size["master"], upstream) for _ in range(size["reps"])
+                master_compare(engine, size["master"], upstream, bool(size.get("short")))
+                for _ in range(size["reps"])
             ]
             report["master_compare"][engine] = {
                 label: {
@@ -1292,6 +1325,8 @@ def main(argv: list[str] | None = None) -> int:
                     report.setdefault("errors", {})[f"{kind} {scenario}"] = str(exc)[-3000:]
                     continue
                 report["transports"].setdefault(kind, {})[scenario] = stats
+                if args.json:  # so far, in case the run is cut short
+                    Path(args.json).write_text(json.dumps(report, indent=2))
     missing = "MariaDB skipped (--skip-mariadb)" if args.skip_mariadb else mariadb_missing()
     if missing:
         report["mariadb"] = {"note": missing}
@@ -1306,6 +1341,8 @@ def main(argv: list[str] | None = None) -> int:
                 report.setdefault("errors", {})[f"mariadb {scenario}"] = str(exc)[-3000:]
                 continue
             report["mariadb"]["scenarios"][scenario] = stats
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=2))
     derive(report)
     report["targets"] = targets(report)
     if not args.skip_bulk_load:

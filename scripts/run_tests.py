@@ -44,14 +44,23 @@ class Shard:
     name: str
     paths: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     started: float = 0.0
     code: int | None = None
 
 
+E2E_FAULTS = "tests/integration/test_e2e_faults.py"
+"""The longest module (a consumer subprocess killed and restarted per case): a shard of its own."""
+
+
 def shards() -> list[Shard]:
-    """The SQLite run split by package (longest first), then the PostgreSQL and MySQL runs."""
+    """The SQLite run split by package and folder (longest first), then PostgreSQL and MySQL.
+
+    Together the SQLite shards cover `packages` and `tests` exactly: every `packages/*/tests`
+    folder and every entry of `tests/` is in one shard.
+    """
     root = Path.cwd()
     package_tests = sorted(
         str(path.relative_to(root)) for path in root.glob("packages/*/tests") if path.is_dir()
@@ -61,9 +70,15 @@ def shards() -> list[Shard]:
     cross = [path for path in cross if not Path(path).name.startswith((".", "_"))]
     integration = [path for path in cross if Path(path).name == "integration"]
     others = [path for path in cross if path not in integration]
-    # Longest first (measured), so that the last shard to start is a short one.
+    faults = [E2E_FAULTS] if integration and (root / E2E_FAULTS).exists() else []
+    # Longest first, so that the shards started last are short ones.
     found = [
-        Shard("sqlite: tests/integration", integration),
+        Shard(f"sqlite: {E2E_FAULTS}", faults),
+        Shard(
+            "sqlite: tests/integration (the rest)",
+            integration,
+            options=[f"--ignore={path}" for path in faults],
+        ),
         Shard("sqlite: tests (other)", others),
         Shard("sqlite: broker packages", brokers),
         Shard(f"sqlite: {DJANGO_TESTS}", [DJANGO_TESTS] if DJANGO_TESTS in package_tests else []),
@@ -110,7 +125,7 @@ def run_shards(options: list[str], jobs: int) -> int:
                     "CQRS_TEST_RUN_ID": f"{run_id}s{index}",
                     "PYTHONUNBUFFERED": "1",
                 }
-                command = [sys.executable, "-m", "pytest", *options, *shard.paths]
+                command = [sys.executable, "-m", "pytest", *options, *shard.options, *shard.paths]
                 with open(shard.log, "wb") as log:
                     log.write(
                         (

@@ -288,3 +288,48 @@ def test_off_is_free_and_leaves_messages_alone(memory: Any) -> None:
     _, producer = memory
     traced = dataclasses.replace(payload, headers={wire.TRACEPARENT_HEADER: "00-" + "1" * 32})
     assert producer.outgoing(traced).body == producer.outgoing(payload).body
+
+
+# -- Django: the setting, the outbox row ---------------------------------------------------------
+
+
+def test_cqrs_tracing_setting_turns_the_hooks_on_and_off(settings: Any) -> None:
+    from dj_cqrs.observability import tracing
+
+    settings.CQRS = {**settings.CQRS, "tracing": True}
+    assert tracing.ON
+    settings.CQRS = {k: v for k, v in settings.CQRS.items() if k != "tracing"}
+    assert not tracing.ON
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outbox_row_keeps_the_context_of_the_save(
+    settings: Any, master_spans: InMemorySpanExporter
+) -> None:
+    """The context is captured in the saving thread and sent later from the row (relay)."""
+    from cqrs_testproject.master_app.models import Author
+    from django.db import transaction
+
+    from dj_cqrs.outbox import rows
+    from dj_cqrs.outbox.models import OutboxEvent
+
+    master = {**settings.CQRS.get("master", {}), "outbox": {"keep_days": 1}}  # rows stay
+    settings.CQRS = {**settings.CQRS, "tracing": True, "master": master}
+    try:
+        with trace.get_tracer("t").start_as_current_span("request") as request:
+            with transaction.atomic():
+                author = Author.objects.create(name="row", email="row@example.com")
+        trace_id = request.get_span_context().trace_id
+        row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(author.pk)).latest("id")
+        assert row.trace_context
+        stored = json.loads(row.trace_context)
+        assert stored[wire.TRACEPARENT_HEADER].split("-")[1] == _hex(trace_id, 32)
+        assert wire.TRACEPARENT_HEADER not in row.body  # never in the body
+        (payload,) = rows.payloads_of([row])
+        assert dict(payload.headers) == stored
+    finally:
+        settings.CQRS = {k: v for k, v in settings.CQRS.items() if k != "tracing"}
+    with transaction.atomic():
+        untraced = Author.objects.create(name="untraced", email="untraced@example.com")
+    row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(untraced.pk)).latest("id")
+    assert row.trace_context is None

@@ -226,3 +226,49 @@ def test_report_counts_a_skip_once_committed(monkeypatch: Any) -> None:
         decide.report(Decision(U, Mark(4, at(1)), ROW), "item", 3, "default")
         assert counted == []
     assert counted == [("item", "duplicate")]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "one-by-one"])
+def test_skips_are_counted_by_reason_on_both_paths(bulk: bool, settings: Any) -> None:
+    """`cqrs_replica_messages_skipped_total` in a real registry, from a committed batch."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from replica_support import data, payload
+
+    from cqrs_core.constants import SignalType
+    from dj_cqrs.consumer import make_handler
+    from dj_cqrs.observability import metrics
+
+    settings.CQRS = {
+        **settings.CQRS,
+        "replica": {**settings.CQRS["replica"], "CQRS_BULK_APPLY": bulk},
+    }
+
+    def value(reason: str) -> float:
+        labels = {"cqrs_id": "item", "reason": reason}
+        sample = prometheus_client.REGISTRY.get_sample_value(
+            "cqrs_replica_messages_skipped_total", labels
+        )
+        return sample or 0.0
+
+    was = metrics.ON
+    metrics.enable()
+    try:
+        stale, duplicate = value("stale"), value("duplicate")
+        handler = make_handler()
+        outcomes = handler(
+            [
+                payload("item", data(1, 2, 20, name="b")),
+                payload("item", data(1, 2, 20, name="b")),  # duplicate
+                payload("item", data(1, 1, 10, name="a")),  # out of order: stale
+                payload("item", data(2, 0, 5, name="x")),
+                payload("item", data(2, 1, 6), SignalType.DELETE),
+                payload("item", data(2, 0, 5, name="x")),  # of the deleted row: stale
+                payload("item", data(2, 1, 6), SignalType.DELETE),  # duplicate
+            ]
+        )
+        assert {o.kind.value for o in outcomes} == {"applied"}
+        assert value("stale") == stale + 2
+        assert value("duplicate") == duplicate + 2
+    finally:
+        metrics.ON = was

@@ -90,9 +90,14 @@ def make_handler(cqrs_ids: Collection[str] | None = None) -> Handler:
     allowed = frozenset(cqrs_ids) if cqrs_ids is not None else None
     ledger = ReleaseLedger(allowed) if allowed is not None else None
 
+    last_batch = [time.monotonic()]
+
     def handler(payloads: Sequence[TransportPayload]) -> list[Outcome]:
-        _refresh_connections()
-        outcomes = apply_batch(payloads, allowed=allowed)
+        _refresh_connections(idle=time.monotonic() - last_batch[0])
+        try:
+            outcomes = apply_batch(payloads, allowed=allowed)
+        finally:
+            last_batch[0] = time.monotonic()
         return outcomes if ledger is None else ledger.bound(payloads, outcomes)
 
     # It knows every model of the service: it dead-letters ids none has, releases the others.
@@ -333,28 +338,41 @@ def _recover(alias: str) -> None:
         connection.close_if_unusable_or_obsolete()
 
 
-def _refresh_connections() -> None:
-    """Drop broken or expired database connections before a batch; keep healthy ones open.
+CONSUMER_CONN_LIFETIME = 60.0
+"""Seconds a consumer keeps a database connection when `CONN_MAX_AGE` is 0 (Django's default)."""
+CONSUMER_CONN_CHECK_IDLE = 5.0
+"""After this many idle seconds, a connection is checked (one round trip) before a batch."""
+
+
+def _refresh_connections(idle: float = 0.0) -> None:
+    """Drop broken, expired or dead-while-idle database connections before a batch.
 
     A consumer is a long-running worker, not a request: Django's per-request rule
     (`CONN_MAX_AGE = 0` closes the connection after each request) would reconnect for every
-    batch, which costs more than applying it. So a healthy connection is kept whatever
-    CONN_MAX_AGE says, unless a positive CONN_MAX_AGE has run out; one that saw an error is
-    checked and replaced if it is unusable.
+    batch, which costs more than applying it. What that rule protects a request from is a
+    connection gone bad (a database restart or failover, a proxy or firewall that dropped it
+    while idle) and a server session that lives forever. So with `CONN_MAX_AGE = 0` the
+    consumer keeps a connection for `CONSUMER_CONN_LIFETIME` seconds, then reconnects; a
+    positive `CONN_MAX_AGE` is used as it is and None keeps it. In every case a connection
+    that saw an error, or that sat idle for `CONSUMER_CONN_CHECK_IDLE` seconds, is checked
+    first and replaced if it is unusable (a batch that fails anyway is applied again message
+    by message on a new connection, see `_apply_work`).
     """
+    now = time.monotonic()
     for conn in connections.all(initialized_only=True):
         if conn.connection is None or conn.in_atomic_block:
             continue
-        if conn.errors_occurred:
-            if conn.is_usable():
-                conn.errors_occurred = False
-            else:
+        if conn.errors_occurred or idle >= CONSUMER_CONN_CHECK_IDLE:
+            if not conn.is_usable():
                 conn.close()
-        elif (
-            conn.settings_dict.get("CONN_MAX_AGE")
-            and conn.close_at is not None
-            and time.monotonic() >= conn.close_at
-        ):
+                continue
+            conn.errors_occurred = False
+        max_age = conn.settings_dict.get("CONN_MAX_AGE")
+        if max_age is None or conn.close_at is None:
+            continue  # persistent connections: kept until they break
+        lifetime = max_age if max_age > 0 else CONSUMER_CONN_LIFETIME
+        opened_at = conn.close_at - max_age  # Django sets close_at = connect time + max age
+        if now >= opened_at + lifetime:
             conn.close()
 
 

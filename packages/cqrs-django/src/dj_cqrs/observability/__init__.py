@@ -1,4 +1,4 @@
-"""Prometheus metrics, health endpoints and (later) traces of the master, relay and replicas.
+"""Prometheus metrics, health endpoints and OpenTelemetry traces (`tracing`) of the services.
 
 Everything here is optional: without `prometheus_client` (`pip install "cqrs-django[prometheus]"`)
 or without `CQRS['metrics']` / `--metrics-port`, the hooks in the consumer and the outbox are

@@ -141,12 +141,13 @@ def gather(
     replicas = replica_status(now=now) if ReplicaRegistry.models else []
     letters = None
     if ReplicaRegistry.models and dead_letters:
-        letters = dead_letter_status(DEAD_LETTER_TIMEOUT if timeout is None else timeout)
+        letters = dead_letter_status(timeout)
     return Status(now=now, outbox=outbox, replicas=replicas, dead_letters=letters)
 
 
 def outbox_status(using: str = "default", *, now: datetime.datetime | None = None) -> OutboxStatus:
-    """The outbox of database `using`: three aggregate queries on indexed columns."""
+    """The outbox of database `using`: two aggregates over the unsent rows (the pending index)
+    and, when sent rows are kept, one count per rate window (the `sent_at` index)."""
     from dj_cqrs.outbox.models import OutboxEvent
     from dj_cqrs.outbox.settings import outbox_settings
 

@@ -57,9 +57,15 @@ def enabled() -> bool:
 
 def configure() -> None:
     """Follow `CQRS['tracing']` (called when the app is ready and when CQRS changes)."""
+    from django.core.exceptions import ImproperlyConfigured
+
     from dj_cqrs.conf import cqrs_settings
 
-    settings = cqrs_settings()
+    try:
+        settings = cqrs_settings()
+    except ImproperlyConfigured:  # reported by the system checks (cqrs.E0xx), not here
+        disable()
+        return
     if settings.get("tracing"):
         enable(settings)
     else:

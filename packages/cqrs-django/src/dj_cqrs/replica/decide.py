@@ -102,10 +102,6 @@ class Decision:
         return None
 
 
-NOT_READ: Callable[[], Mark | None] = lambda: None  # noqa: E731
-"""A tombstone reader for a key that has none."""
-
-
 def decide_save(
     *, row: Mark | None, incoming: Mark, sync: bool, tombstone: Callable[[], Mark | None]
 ) -> Decision:

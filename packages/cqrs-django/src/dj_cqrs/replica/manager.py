@@ -264,12 +264,10 @@ def lock_key(using: str, cqrs_id: str, pk: Any) -> None:
 
 
 def _tombstone(using: str, cqrs_id: str, pk: Any) -> Tombstone | None:
-    return (
-        Tombstone.objects.using(using)
-        .select_for_update()
-        .filter(cqrs_id=cqrs_id, instance_pk=str(pk))
-        .first()
-    )
+    tombstones = Tombstone.objects.using(using)
+    if transaction.get_connection(using).in_atomic_block:  # not in a direct update_instance()
+        tombstones = tombstones.select_for_update()
+    return tombstones.filter(cqrs_id=cqrs_id, instance_pk=str(pk)).first()
 
 
 def _updated(mapped_data: Mapping[str, Any]) -> datetime.datetime | None:

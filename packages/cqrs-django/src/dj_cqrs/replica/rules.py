@@ -1,6 +1,7 @@
 """When a replica applies an event, as pure functions (no database), so they are easy to test.
 
-`log_verdict` words the verdicts in the log for both apply paths (per message and bulk).
+`dj_cqrs.replica.decide` combines them into the one decision both apply paths (per message and
+bulk) take; `log_verdict` words the revision verdicts in the log.
 
 Revisions (wire reference §3): a row starts at `cqrs_revision` 0 on the master and gains 1 per
 committed update; a DELETE carries the last revision + 1 and the master's time of the delete.
