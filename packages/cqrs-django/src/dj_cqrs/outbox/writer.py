@@ -1,4 +1,9 @@
-"""Write queued events to the outbox in the transaction that produced them."""
+"""Outbox writing: INSERT queued events in the transaction that produced them.
+
+`stage` is called by the transaction's group (`dj_cqrs.master.pending`) as events are queued;
+`publish` is for events outside a model save (the `cqrs_sync` command): stored, then handed to
+the publishers (`dj_cqrs.master.publish`, `dj_cqrs.outbox.background_publisher`) after commit.
+"""
 
 from __future__ import annotations
 
