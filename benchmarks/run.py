@@ -306,7 +306,7 @@ def upstream_python() -> tuple[str | None, str]:
         str(python),
         "-I",
         "-c",
-        "import dj_cqrs.transport, django, psycopg; print(django.get_version())",
+        "import dj_cqrs.transport, django, psycopg, redis, packaging; print(django.get_version())",
     ]
     if python.exists():
         done = subprocess.run(probe, capture_output=True, text=True, check=False, timeout=60)
@@ -328,11 +328,17 @@ def upstream_python() -> tuple[str | None, str]:
     )
     if done.returncode:
         return None, f"uv venv failed: {done.stderr[-1000:]}"
-    pins = [UPSTREAM, f"Django=={django.get_version()}"]
+    # django-cqrs 3.1.0 does not depend on redis (a kombu/Redis service installs it) and
+    # kombu's Redis transport needs packaging: without them its consumer never starts.
+    pins = [UPSTREAM, f"Django=={django.get_version()}", "packaging"]
     with contextlib.suppress(Exception):
         import psycopg
 
         pins.append(f"psycopg[binary]=={psycopg.__version__}")
+    with contextlib.suppress(Exception):
+        import redis
+
+        pins.append(f"redis=={redis.__version__}")
     done = subprocess.run(
         [uv, "pip", "install", "-q", "--python", str(python), *pins],
         env=env,
@@ -939,8 +945,10 @@ def derive(report: dict[str, Any]) -> None:
     """Same-run ratios: against 3.1.0 (Kafka: against 3.1.0 on RabbitMQ), the raw client's
     consume rate (the tuned run's) and the database floor of the same child."""
     transports = report["transports"]
-    for scenarios in transports.values():
-        base = scenarios.get("3.1.0") or transports.get("rabbitmq", {}).get("3.1.0")
+    for kind, scenarios in transports.items():
+        base = scenarios.get("3.1.0")
+        if kind == "kafka":  # 3.x has no Kafka transport
+            base = transports.get("rabbitmq", {}).get("3.1.0")
         raw = med(scenarios.get("tuned"), "raw_consume_rate")
         for name, stats in scenarios.items():
             rate = med(stats, "apply_rate")
