@@ -268,10 +268,19 @@ def project3x(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-@pytest.fixture
-def upstream(upstream_python: Path, project3x: Path, tmp_path: Path) -> Side:
+def _copy_side(side: Side, variable: str, template: str, db: Path) -> Side:
+    """`side` on a copy of its migrated, seeded template database (closed: a plain file copy)."""
+    shutil.copyfile(template, db)
+    return Side(side.name, side.command, {**side.env, variable: str(db)}, side.master, side.replica)
+
+
+@pytest.fixture(scope="module")
+def upstream_template(
+    upstream_python: Path, project3x: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Side:
+    """The 3.x side migrated and seeded once per module; each test gets a copy of its database."""
     env = _clean_env()
-    env["CQRS_3X_DB"] = str(tmp_path / "upstream.sqlite3")
+    env["CQRS_3X_DB"] = str(tmp_path_factory.mktemp("upstream-template") / "upstream.sqlite3")
     command = [str(upstream_python), "-I", str(project3x / "manage.py")]
     side = Side("3.x", command, env, "app3x.models", "app3x.models")
     side.run("migrate", "--run-syncdb", "-v", "0")
@@ -280,12 +289,19 @@ def upstream(upstream_python: Path, project3x: Path, tmp_path: Path) -> Side:
 
 
 @pytest.fixture
-def ours(tmp_path: Path) -> Side:
+def upstream(upstream_template: Side, tmp_path: Path) -> Side:
+    template = upstream_template.env["CQRS_3X_DB"]
+    return _copy_side(upstream_template, "CQRS_3X_DB", template, tmp_path / "upstream.sqlite3")
+
+
+@pytest.fixture(scope="module")
+def ours_template(tmp_path_factory: pytest.TempPathFactory) -> Side:
+    """Our side migrated and seeded once per module; each test gets a copy of its database."""
     env = _clean_env()
     env.update(
         DJANGO_SETTINGS_MODULE="cqrs_testproject.settings",
         CQRS_TEST_DB="sqlite",
-        CQRS_TEST_DB_NAME=str(tmp_path / "ours.sqlite3"),
+        CQRS_TEST_DB_NAME=str(tmp_path_factory.mktemp("ours-template") / "ours.sqlite3"),
         # The same test double as the 3.x side: a SYNC "sent" to a queue no process has bound
         # must not be refused (the memory broker of a lone process refuses it).
         CQRS_TEST_SETTINGS=json.dumps({"transport": "dj_cqrs.transport.mock.TransportMock"}),
@@ -303,6 +319,12 @@ def ours(tmp_path: Path) -> Side:
     side.run("migrate", "--run-syncdb", "-v", "0")
     side.shell(SEED.replace("{stale}", "5"))
     return side
+
+
+@pytest.fixture
+def ours(ours_template: Side, tmp_path: Path) -> Side:
+    template = ours_template.env["CQRS_TEST_DB_NAME"]
+    return _copy_side(ours_template, "CQRS_TEST_DB_NAME", template, tmp_path / "ours.sqlite3")
 
 
 def _lines(result: subprocess.CompletedProcess[bytes]) -> tuple[str, str]:

@@ -68,6 +68,7 @@ class RedisStreamsTransport(BaseTransport):
             Capability.DELAYED_RETRY,
             Capability.DEAD_LETTER,
             Capability.REDELIVERY,
+            Capability.HEADERS,
             # Stream ids are timestamps: entries older than dead_message_ttl are never read.
             Capability.DEAD_LETTER_TTL,
         }
@@ -107,6 +108,10 @@ class RedisStreamsTransport(BaseTransport):
                     "body": message.body,
                     "queue": message.queue or "",
                 }
+                # Context headers (trace context) ride as `h:<name>` fields beside the body.
+                fields.update(
+                    {f"{HEADER_FIELD}{name}": value for name, value in message.headers.items()}
+                )
                 pipe.xadd(self.settings.stream(message.cqrs_id), fields, minid=minid)  # type: ignore[arg-type]
             pipe.execute()
 
@@ -373,13 +378,25 @@ class RedisStreamsTransport(BaseTransport):
             raise error(f"Could not {action}: {self._where} answered {exc}.") from exc
 
 
+HEADER_FIELD = "h:"
+"""Prefix of the stream fields that carry a message's context headers."""
+
+
 def _entries(entries: Any) -> list[tuple[Any, Any]]:
     return list(entries.items()) if isinstance(entries, dict) else list(entries)
 
 
 def _inbound(stream: str, entry_id: Any, fields: Mapping[bytes, bytes]) -> Inbound:
     target = _text(fields.get(b"queue", b""))
-    return Inbound(fields.get(b"body", b""), queue=target or None, token=(stream, entry_id))
+    prefix = HEADER_FIELD.encode()
+    headers = {
+        _text(name[len(prefix) :]): _text(value)
+        for name, value in fields.items()
+        if name.startswith(prefix)
+    }
+    return Inbound(
+        fields.get(b"body", b""), queue=target or None, token=(stream, entry_id), headers=headers
+    )
 
 
 def _text(value: bytes | str) -> str:

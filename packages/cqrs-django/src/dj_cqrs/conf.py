@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -87,7 +87,8 @@ def replica_settings() -> dict[str, Any]:
 
 def message_ttl() -> float | None:
     """Seconds a published message lives (`CQRS['master']['CQRS_MESSAGE_TTL']`; None: forever)."""
-    return master_settings().get("CQRS_MESSAGE_TTL", DEFAULT_MESSAGE_TTL)
+    ttl: float | None = master_settings().get("CQRS_MESSAGE_TTL", DEFAULT_MESSAGE_TTL)
+    return ttl
 
 
 def _settings_message_ttl() -> float | None:
@@ -170,7 +171,7 @@ class LegacyTransportConfigured(ConfigurationError):
         )
 
 
-def is_legacy_transport(target: object) -> bool:
+def is_legacy_transport(target: object) -> TypeGuard[type]:
     """Whether `target` is a 3.x-style class: a `dj_cqrs.transport.base.BaseTransport`
     subclass that is not one of our facades (those name a cqrs-core plugin)."""
     from dj_cqrs.transport.base import BaseTransport as LegacyBase
@@ -206,7 +207,7 @@ def legacy_transport_class() -> type | None:
             target = _import_path(spec)
         except TransportLoadError:
             target = None  # transport_class() reports it with the details
-        found = target if is_legacy_transport(target) else None  # type: ignore[assignment]
+        found = target if is_legacy_transport(target) else None
     _legacy_cache = (_generation, spec, found)
     return found
 
@@ -250,7 +251,7 @@ def import_callable(value: object, setting: str) -> Callable[..., Any] | None:
             ) from exc
     if not callable(target):
         raise ImproperlyConfigured(f"{setting} must be callable, got {target!r}.")
-    return target  # type: ignore[return-value]
+    return target
 
 
 # -- the transport instance ----------------------------------------------------------------

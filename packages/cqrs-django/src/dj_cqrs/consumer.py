@@ -101,8 +101,8 @@ def make_handler(cqrs_ids: Collection[str] | None = None) -> Handler:
         return outcomes if ledger is None else ledger.bound(payloads, outcomes)
 
     # It knows every model of the service: it dead-letters ids none has, releases the others.
-    handler = metrics.instrument_handler(handler)
-    return decides_unlisted_ids(tracing.instrument_handler(handler))  # tracing (issue 16)
+    measured = metrics.instrument_handler(handler)
+    return decides_unlisted_ids(tracing.instrument_handler(measured))  # tracing (issue 16)
 
 
 def no_model_reason(cqrs_id: str) -> str:

@@ -40,7 +40,8 @@ class MasterManager(models.Manager[Any]):
             The number of rows updated.
         """
         model = queryset.model
-        using = queryset.db if queryset._db else router.db_for_write(model)
+        # `_db`: set by `using()` only (private; django-stubs does not declare it).
+        using = queryset.db if queryset._db else router.db_for_write(model)  # type: ignore[attr-defined]
         base = model._base_manager.using(using)
         with transaction.atomic(using=using, savepoint=False):
             locked = queryset.using(using).order_by("pk")

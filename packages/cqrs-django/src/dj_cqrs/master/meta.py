@@ -24,12 +24,13 @@ class MasterMeta(ModelBase):
     ) -> Any:
         cls = super().__new__(mcs, name, bases, attrs, **kwargs)
         meta = getattr(cls, "_meta", None)
-        if meta is None or meta.abstract or not getattr(cls, "CQRS_ID", None):
+        cqrs_id = getattr(cls, "CQRS_ID", None)
+        if meta is None or meta.abstract or not cqrs_id:
             return cls
         if meta.proxy:
             _connect(cls)
             return cls
-        owner = MasterRegistry.get_model_by_cqrs_id(cls.CQRS_ID)
+        owner = MasterRegistry.get_model_by_cqrs_id(cqrs_id)
         if owner is not None and owner is not cls and "CQRS_ID" not in cls.__dict__:
             _connect(cls)  # inherits a registered CQRS_ID: publish as it, don't re-register
             return cls

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.db import connections, models, router, transaction
 from django.db.models import sql
-from django.db.models.expressions import Combinable, F
+from django.db.models.expressions import Combinable, CombinedExpression, F, Value
 
 from dj_cqrs import conf
+from dj_cqrs.constants import ALL_BASIC_FIELDS as ALL_FIELDS
 from dj_cqrs.constants import TRACKED_FIELDS_ATTR_NAME
 from dj_cqrs.master import pending
 from dj_cqrs.master.events import enqueue, produces, row_key, sync_event
 from dj_cqrs.master.manager import MasterManager
 from dj_cqrs.master.meta import MasterMeta
 from dj_cqrs.master.serialization import (
-    ALL_FIELDS,
     changed_tracked,
     concrete_data,
     serializer_class,
@@ -26,6 +26,12 @@ from dj_cqrs.master.signals import post_bulk_create, post_update
 from dj_cqrs.outbox import one_statement
 from dj_cqrs.outbox.settings import outbox_settings
 from dj_cqrs.tracker import CQRSTracker
+
+if TYPE_CHECKING:
+    from django.db.models import Field
+    from typing_extensions import Self
+
+    _Values = Collection[tuple[Field[Any, Any], type[models.Model] | None, Any]]
 
 _SAVE_ARGS = ("force_insert", "force_update", "using", "update_fields")
 _CQRS_FIELDS = frozenset({"cqrs_revision", "cqrs_updated"})
@@ -50,6 +56,98 @@ def _expression_for(values: Any, attname: str) -> Any:
         if field.attname == attname and hasattr(value, "resolve_expression"):
             return field
     return None
+
+
+_update_sql: dict[tuple[Any, ...], str | None] = {}
+"""The UPDATE of a save by shape (model, alias, vendor, fields, NULLs, revision expression):
+its SQL, or None for a shape whose parameters `_update_params` cannot reproduce. Models do not
+change at runtime, so entries never go stale."""
+
+
+def _revision_params(value: Any) -> list[Any] | None:
+    """The parameters of the revision's expression: `F()` (already counted) or `F() + 1`."""
+    if type(value) is F and value.name == "cqrs_revision":
+        return []
+    if (
+        type(value) is CombinedExpression
+        and value.connector == "+"
+        and type(value.lhs) is F
+        and value.lhs.name == "cqrs_revision"
+        and type(value.rhs) is Value
+        and type(value.rhs.value) is int
+    ):
+        return [value.rhs.value]
+    return None
+
+
+def _update_params(
+    instance: models.Model, connection: Any, pk_val: Any, values: Any, revision: Any
+) -> tuple[tuple[Any, ...], list[Any]] | None:
+    """(shape, parameters) of the save's `UPDATE ... SET ... WHERE pk = %s`, computed as
+    Django's compiler does for plain values; None when a value is not plain (the user's
+    expressions, model instances, fields with their own placeholders)."""
+    shape: list[Any] = [type(instance), connection.alias, connection.vendor]
+    params: list[Any] = []
+    for field, _model, value in values:
+        if field is revision:
+            extra = _revision_params(value)
+            if extra is None:
+                return None
+            shape.append((field.attname, len(extra)))
+            params += extra
+            continue
+        if (
+            hasattr(value, "resolve_expression")
+            or hasattr(value, "prepare_database_save")
+            or hasattr(field, "get_placeholder")
+        ):
+            return None
+        value = field.get_db_prep_save(value, connection=connection)
+        if hasattr(value, "as_sql"):
+            return None
+        shape.append((field.attname, value is None))
+        if value is not None:
+            params.append(value)
+    pk = instance._meta.pk
+    if pk is None or not isinstance(pk.column, str):
+        return None
+    params.append(pk.get_db_prep_value(pk.get_prep_value(pk_val), connection, prepared=True))
+    return tuple(shape), params
+
+
+def _update_statement(
+    instance: models.Model,
+    base_qs: models.QuerySet[Any],
+    connection: Any,
+    pk_val: Any,
+    values: Any,
+    revision: Any,
+) -> tuple[str, Any]:
+    """The UPDATE of a save (no RETURNING), or ("", ()) if it is not one plain UPDATE.
+
+    Building and compiling Django's UpdateQuery costs more than the statement itself on a fast
+    database, so its SQL is kept per shape; the first statement of each shape is compiled by
+    Django and its parameters compared with `_update_params`'s, so a shape is only reused when
+    both agree.
+    """
+    where = base_qs.query.where
+    shaped = None if where else _update_params(instance, connection, pk_val, values, revision)
+    if shaped is not None:
+        statement = _update_sql.get(shaped[0], "")
+        if statement:
+            return statement, tuple(shaped[1])
+        if statement is None:  # a shape known not to be reproducible
+            shaped = None
+    query = cast("sql.UpdateQuery", base_qs.filter(pk=pk_val).query.chain(sql.UpdateQuery))
+    query.add_update_fields(values)
+    query.annotations = {}
+    if query.get_related_updates():
+        return "", ()
+    statement, params = query.get_compiler(connection=connection).as_sql()
+    if shaped is not None and statement:
+        same = tuple(shaped[1]) == tuple(params)
+        _update_sql[shaped[0]] = statement if same else None
+    return statement, params
 
 
 class RawMasterMixin(models.Model):
@@ -154,13 +252,13 @@ class RawMasterMixin(models.Model):
 
     def _do_update(
         self,
-        base_qs: models.QuerySet[Any],
-        using: str,
+        base_qs: models.QuerySet[Any, Any],
+        using: str | None,
         pk_val: Any,
-        values: Any,
-        update_fields: Any,
+        values: _Values,
+        update_fields: Iterable[str] | None,
         forced_update: bool,
-        *returning: Any,
+        *returning: Sequence[Field[Any, Any]],
     ) -> Any:
         """Django's UPDATE of a save, reading the new `cqrs_revision` back with RETURNING.
 
@@ -173,8 +271,10 @@ class RawMasterMixin(models.Model):
         the revision keeps this statement.
         """
         revision = _expression_for(values, "cqrs_revision")
-        connection = connections[using]
-        statement, params = "", ()
+        alias = using or router.db_for_write(type(self), instance=self)
+        connection = connections[alias]
+        statement: str = ""
+        params: Any = ()
         wanted = list(returning[0]) if returning else None
         if (
             revision is not None
@@ -183,11 +283,9 @@ class RawMasterMixin(models.Model):
             and connection.vendor in _RETURNING_UPDATE
             and connection.features.can_return_rows_from_bulk_insert
         ):
-            query = base_qs.filter(pk=pk_val).query.chain(sql.UpdateQuery)
-            query.add_update_fields(values)
-            query.annotations = {}
-            if not query.related_updates:
-                statement, params = query.get_compiler(using).as_sql()
+            statement, params = _update_statement(
+                self, base_qs, connection, pk_val, values, revision
+            )
         if not statement:  # not one plain UPDATE returning the revision: Django's way
             if one_statement.pending(self):
                 one_statement.give_up(self)
@@ -196,7 +294,7 @@ class RawMasterMixin(models.Model):
             )
         done: bool | None = None
         if one_statement.pending(self):
-            done = one_statement.update(self, using, statement, params, revision)
+            done = one_statement.update(self, alias, statement, params, revision)
         if done is None:
             column = connection.ops.quote_name(revision.column)
             with connection.cursor() as cursor:
@@ -222,12 +320,22 @@ class RawMasterMixin(models.Model):
         )
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:
-        instance = super().from_db(db, field_names, values)
+    def from_db(
+        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
+    ) -> Self:
+        instance = super().from_db(db, field_names, values, **kwargs)
         instance.__dict__["_cqrs_tracked_initial"] = tracked_snapshot(instance)
         return instance
 
-    def refresh_from_db(self, using: str | None = None, fields: Any = None, **kwargs: Any) -> None:
+    def refresh_from_db(
+        self,
+        using: str | None = None,
+        fields: Iterable[str] | None = None,
+        from_queryset: models.QuerySet[Self, Self] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if from_queryset is not None:  # Django >= 5.1 (4.2 has no such argument)
+            kwargs["from_queryset"] = from_queryset
         super().refresh_from_db(using=using, fields=fields, **kwargs)
         self._cqrs_remember_tracked(fields)
 

@@ -12,7 +12,11 @@ import datetime
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from cqrs_core.messages import Outcome
+    from cqrs_core.payload import TransportPayload
 
 ON = False
 """True once `enable()` created the metrics (read by every hook)."""
@@ -21,6 +25,7 @@ WORKER_ENV = "CQRS_METRICS_MULTIPROCESS"
 """Set by the `cqrs_consume -w N` supervisor: its workers write their metrics to files."""
 
 _T = TypeVar("_T")
+_R = TypeVar("_R", bound="Sequence[Outcome]")
 _M: Any = None
 """The metric objects (a `_Metrics`), once enabled."""
 
@@ -178,13 +183,15 @@ def set_aside(reason: str, count: int = 1) -> None:
 # -- replica ---------------------------------------------------------------------------------
 
 
-def instrument_handler(handler: _T) -> _T:
+def instrument_handler(
+    handler: Callable[[Sequence[TransportPayload]], _R],
+) -> Callable[[Sequence[TransportPayload]], _R]:
     """The replica handler, counting and timing each batch; `handler` itself when disabled."""
     if not ON:
         return handler
-    inner: Any = handler
+    inner = handler
 
-    def measured(payloads: Sequence[Any]) -> Any:
+    def measured(payloads: Sequence[TransportPayload]) -> _R:
         metrics = _M
         metrics.in_flight.inc(len(payloads))
         started = time.perf_counter()
@@ -214,7 +221,7 @@ def instrument_handler(handler: _T) -> _T:
                 lag.observe(value)
         return outcomes
 
-    return measured  # type: ignore[return-value]
+    return measured
 
 
 def dead_lettered(settled: Any) -> None:

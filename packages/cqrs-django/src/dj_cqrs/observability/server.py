@@ -54,7 +54,8 @@ class Server:
         self.cleanups: list[Callable[[], object]] = []
         self.httpd = ThreadingHTTPServer((addr, port), _handler(registry))
         self.httpd.daemon_threads = True
-        self.addr, self.port = self.httpd.server_address[:2]
+        host, self.port = self.httpd.server_address[:2]
+        self.addr = host.decode() if isinstance(host, bytes) else host  # typeshed: str | bytes
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, name="cqrs-metrics", daemon=True
         )

@@ -9,34 +9,42 @@ from `dj_cqrs.observability.status`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import router
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, path
 
 from dj_cqrs.observability import status
 
+if TYPE_CHECKING:
+    # What the mixin is combined with, so that `self.opts`, `admin_site` and `super()` are
+    # typed; at run time it is a plain class, listed before `admin.ModelAdmin`.
+    _ModelAdminBase = admin.ModelAdmin[Any]
+else:
+    _ModelAdminBase = object
 
-class StatusPageMixin:
+
+class StatusPageMixin(_ModelAdminBase):
     """ModelAdmin mixin (of `OutboxEventAdmin`) adding the `status/` page."""
 
     status_template = "admin/dj_cqrs/status.html"
 
-    def get_urls(self) -> list[URLPattern | URLResolver]:
-        opts = self.opts  # type: ignore[attr-defined]
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.opts
         page = path(
             "status/",
-            self.admin_site.admin_view(self.status_view),  # type: ignore[attr-defined]
+            self.admin_site.admin_view(self.status_view),
             name=f"{opts.app_label}_{opts.model_name}_status",
         )
-        return [page, *super().get_urls()]  # type: ignore[misc]  # before `<object_id>/`
+        return [page, *super().get_urls()]  # before `<object_id>/`
 
     def has_status_permission(self, request: HttpRequest) -> bool:
         """Who may read the page: whoever may view the outbox rows."""
-        return bool(self.has_view_permission(request))  # type: ignore[attr-defined]
+        return bool(self.has_view_permission(request))
 
     def status_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_status_permission(request):
@@ -45,9 +53,9 @@ class StatusPageMixin:
 
         found = status.gather(router.db_for_read(OutboxEvent))
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "title": "CQRS replication status",
-            "opts": self.opts,  # type: ignore[attr-defined]
+            "opts": self.opts,
             "status": found,
             "outbox": _outbox_rows(found.outbox),
             "replicas": [_replica_row(model) for model in found.replicas],

@@ -31,14 +31,17 @@ import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cqrs_core.payload import TransportPayload
+
+if TYPE_CHECKING:
+    from cqrs_core.messages import Outcome
 
 ON = False
 """True once `enable()` found opentelemetry-api (read by every hook)."""
 
-_T = TypeVar("_T")
+_R = TypeVar("_R", bound="Sequence[Outcome]")
 _tracer: Any = None
 _system = "cqrs"
 _group: str | None = None
@@ -208,23 +211,25 @@ def _send_span(payloads: Sequence[TransportPayload]) -> Iterator[Sequence[Transp
 # -- consuming ------------------------------------------------------------------------------
 
 
-def instrument_handler(handler: _T) -> _T:
+def instrument_handler(
+    handler: Callable[[Sequence[TransportPayload]], _R],
+) -> Callable[[Sequence[TransportPayload]], _R]:
     """The replica handler, in a `process` span per batch; `handler` itself when disabled."""
     if not ON:
         return handler
-    inner: Callable[[Sequence[TransportPayload]], Any] = handler  # type: ignore[assignment]
+    inner = handler
 
-    def traced(payloads: Sequence[TransportPayload]) -> Any:
+    def traced(payloads: Sequence[TransportPayload]) -> _R:
         if not ON:
             return inner(payloads)
         return _process(inner, payloads)
 
-    return traced  # type: ignore[return-value]
+    return traced
 
 
 def _process(
-    handler: Callable[[Sequence[TransportPayload]], Any], payloads: Sequence[TransportPayload]
-) -> Any:
+    handler: Callable[[Sequence[TransportPayload]], _R], payloads: Sequence[TransportPayload]
+) -> _R:
     from opentelemetry import trace
     from opentelemetry.trace import Status, StatusCode
 

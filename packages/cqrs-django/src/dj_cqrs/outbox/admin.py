@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
@@ -15,6 +15,11 @@ from dj_cqrs.observability.status_admin import StatusPageMixin
 from dj_cqrs.outbox import committed, retention, rows
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.settings import outbox_settings
+
+if TYPE_CHECKING:
+    _OutboxAdminBase = admin.ModelAdmin[OutboxEvent]
+else:  # ModelAdmin is not subscriptable at run time
+    _OutboxAdminBase = admin.ModelAdmin
 
 
 class PendingFilter(admin.SimpleListFilter):
@@ -34,7 +39,7 @@ class PendingFilter(admin.SimpleListFilter):
         return queryset
 
 
-class OutboxEventAdmin(StatusPageMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class OutboxEventAdmin(StatusPageMixin, _OutboxAdminBase):
     """Registered by `dj_cqrs.admin` on the default site (never on import of this module).
 
     Also serves the replication status page, `status/` (see `StatusPageMixin`).

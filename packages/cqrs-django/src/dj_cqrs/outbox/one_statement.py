@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, transaction
 from django.db.models import Model, sql
@@ -137,7 +137,8 @@ def insert(
         give_up(instance)
         return None
     columns = [field.column for field in compiler.returning_fields]
-    row = _run(using, statement, params, event, {PK_STAND_IN: meta.pk.column} if stand_ins else {})
+    pk_column = cast("str", meta.pk.column)  # None only for fields without a column (m2m)
+    row = _run(using, statement, params, event, {PK_STAND_IN: pk_column} if stand_ins else {})
     if row is None:  # an INSERT writes its row or raises
         raise RuntimeError(f"INSERT of {meta.label} returned no row")
     values = row[: len(columns)]

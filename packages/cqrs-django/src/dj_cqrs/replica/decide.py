@@ -98,7 +98,8 @@ class Decision:
     def skip_reason(self) -> str | None:
         """ "stale" or "duplicate" for a skipped message, None for an applied one."""
         if self.action in (Action.SKIP_STALE, Action.SKIP_DUPLICATE):
-            return self.action.value
+            reason: str = self.action.value
+            return reason
         return None
 
 

@@ -269,7 +269,8 @@ def _integer_range(field: Any, model: Any) -> tuple[int | None, int | None]:
     MySQL refuse.
     """
     ops = connections[router.db_for_write(model)].ops
-    return getattr(ops, "integer_field_ranges", {}).get(field.get_internal_type(), (None, None))
+    ranges: dict[str, tuple[int | None, int | None]] = getattr(ops, "integer_field_ranges", {})
+    return ranges.get(field.get_internal_type(), (None, None))
 
 
 _SCALAR_TO_PYTHON = frozenset(

@@ -17,7 +17,9 @@ class ReplicaMeta(ModelBase):
     (django-cqrs registered such models; an abstract base without that flag is a template).
     """
 
-    def __new__(mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any], **kwargs: Any):  # type: ignore[no-untyped-def]
+    def __new__(
+        mcs, name: str, bases: tuple[type, ...], attrs: dict[str, Any], **kwargs: Any
+    ) -> Any:
         cls = super().__new__(mcs, name, bases, attrs, **kwargs)
         meta = getattr(cls, "_meta", None)
         if meta is None or meta.proxy:

@@ -17,8 +17,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, cast
 
 from django.db import DatabaseError, connections
+
+if TYPE_CHECKING:
+    from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 
 logger = logging.getLogger("django-cqrs")
 
@@ -46,7 +50,7 @@ def consumer_session(alias: str) -> Iterator[None]:
 def _reset_query_timeout(alias: str) -> None:
     from dj_cqrs.conf import replica_settings
 
-    connection = connections[alias]
+    connection = cast("MySQLDatabaseWrapper", connections[alias])  # only called on MySQL/MariaDB
     if not int(replica_settings().get("CQRS_QUERY_TIMEOUT") or 0):
         return
     variable = "max_statement_time" if connection.mysql_is_mariadb else "MAX_EXECUTION_TIME"

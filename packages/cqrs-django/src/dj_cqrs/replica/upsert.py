@@ -110,8 +110,8 @@ def _upsert_postgresql(
     target = ", ".join(quote(meta.get_field(name).column) for name in unique)
     updated = {meta.get_field(name).column for name in fields}
     with connection.cursor() as cursor:
-        for defaults, rows in groups.items():
-            kept = [i for i, is_default in enumerate(defaults) if not is_default]
+        for pattern, rows in groups.items():
+            kept = [i for i, is_default in enumerate(pattern) if not is_default]
             names = [quote(columns[i].column) for i in kept]
             updates = ", ".join(
                 f"{quote(columns[i].column)} = EXCLUDED.{quote(columns[i].column)}"

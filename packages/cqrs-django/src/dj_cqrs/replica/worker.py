@@ -69,7 +69,7 @@ def _log_dead_letters(transport: Any) -> None:
     """Say `dead-lettered <cqrs_id>:<pk> (<reason>)` for every message the transport stores
     as a dead letter, whoever decided it (the handler, the retry policy, a malformed body):
     every transport builds the stored copy through `dead_letter_message`."""
-    build = transport.dead_letter_message
+    build: Callable[[Settled], Outgoing] = transport.dead_letter_message
 
     def dead_letter_message(settled: Settled) -> Outgoing:
         payload = settled.payload
