@@ -62,17 +62,19 @@ _update_sql: dict[tuple[Any, ...], str | None] = {}
 """The UPDATE of a save by shape (model, alias, vendor, fields, NULLs, revision expression):
 its SQL, or None for a shape whose parameters `_update_params` cannot reproduce. Models do not
 change at runtime, so entries never go stale."""
+_UPDATE_SQL_MAX = 4096
+"""Shapes kept at most (one per model and set of NULL fields in practice)."""
 
 
 def _revision_params(value: Any) -> list[Any] | None:
     """The parameters of the revision's expression: `F()` (already counted) or `F() + 1`."""
-    if type(value) is F and value.name == "cqrs_revision":
+    if type(value) is F and getattr(value, "name", None) == "cqrs_revision":
         return []
     if (
         type(value) is CombinedExpression
         and value.connector == "+"
         and type(value.lhs) is F
-        and value.lhs.name == "cqrs_revision"
+        and getattr(value.lhs, "name", None) == "cqrs_revision"
         and type(value.rhs) is Value
         and type(value.rhs.value) is int
     ):
@@ -144,7 +146,7 @@ def _update_statement(
     if query.get_related_updates():
         return "", ()
     statement, params = query.get_compiler(connection=connection).as_sql()
-    if shaped is not None and statement:
+    if shaped is not None and statement and len(_update_sql) < _UPDATE_SQL_MAX:
         same = tuple(shaped[1]) == tuple(params)
         _update_sql[shaped[0]] = statement if same else None
     return statement, params
