@@ -58,10 +58,11 @@ def _expression_for(values: Any, attname: str) -> Any:
     return None
 
 
-_update_sql: dict[tuple[Any, ...], str | None] = {}
+_update_sql: dict[tuple[Any, ...], tuple[str, bool] | None] = {}
 """The UPDATE of a save by shape (model, alias, vendor, fields, NULLs, revision expression):
-its SQL, or None for a shape whose parameters `_update_params` cannot reproduce. Models do not
-change at runtime, so entries never go stale."""
+its SQL and whether NULLs are parameters (Django >= 6) or written in the SQL, or None for a
+shape whose parameters `_update_params` cannot reproduce. Models do not change at runtime, so
+entries never go stale."""
 _UPDATE_SQL_MAX = 4096
 """Shapes kept at most (one per model and set of NULL fields in practice)."""
 
@@ -86,8 +87,8 @@ def _update_params(
     instance: models.Model, connection: Any, pk_val: Any, values: Any, revision: Any
 ) -> tuple[tuple[Any, ...], list[Any]] | None:
     """(shape, parameters) of the save's `UPDATE ... SET ... WHERE pk = %s`, computed as
-    Django's compiler does for plain values; None when a value is not plain (the user's
-    expressions, model instances, fields with their own placeholders)."""
+    Django's compiler does for plain values, NULLs included; None when a value is not plain
+    (the user's expressions, model instances, fields with their own placeholders)."""
     shape: list[Any] = [type(instance), connection.alias, connection.vendor]
     params: list[Any] = []
     for field, _model, value in values:
@@ -108,8 +109,7 @@ def _update_params(
         if hasattr(value, "as_sql"):
             return None
         shape.append((field.attname, value is None))
-        if value is not None:
-            params.append(value)
+        params.append(value)  # a None is dropped unless Django passes it (`_update_statement`)
     pk = instance._meta.pk
     if pk is None or not isinstance(pk.column, str):
         return None
@@ -134,12 +134,15 @@ def _update_statement(
     """
     where = base_qs.query.where
     shaped = None if where else _update_params(instance, connection, pk_val, values, revision)
-    if shaped is not None:
-        statement = _update_sql.get(shaped[0], "")
-        if statement:
-            return statement, tuple(shaped[1])
-        if statement is None:  # a shape known not to be reproducible
+    if shaped is not None and shaped[0] in _update_sql:
+        known = _update_sql[shaped[0]]
+        if known is None:  # a shape known not to be reproducible
             shaped = None
+        else:
+            cached, nulls = known
+            if nulls:
+                return cached, tuple(shaped[1])
+            return cached, tuple(p for p in shaped[1] if p is not None)
     query = cast("sql.UpdateQuery", base_qs.filter(pk=pk_val).query.chain(sql.UpdateQuery))
     query.add_update_fields(values)
     query.annotations = {}
@@ -147,8 +150,13 @@ def _update_statement(
         return "", ()
     statement, params = query.get_compiler(connection=connection).as_sql()
     if shaped is not None and statement and len(_update_sql) < _UPDATE_SQL_MAX:
-        same = tuple(shaped[1]) == tuple(params)
-        _update_sql[shaped[0]] = statement if same else None
+        mine = tuple(shaped[1])
+        if mine == tuple(params):
+            _update_sql[shaped[0]] = (statement, True)
+        elif tuple(p for p in mine if p is not None) == tuple(params):
+            _update_sql[shaped[0]] = (statement, False)
+        else:
+            _update_sql[shaped[0]] = None
     return statement, params
 
 
