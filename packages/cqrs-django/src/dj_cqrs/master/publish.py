@@ -156,15 +156,29 @@ def _name(payload: TransportPayload) -> str:
     return f"{payload.signal_type.value} {payload.cqrs_id}:{payload.instance_pk}"
 
 
-def send_batch_now(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
-    """Send committed rows now in one batch and settle them in this thread (never raises)."""
+def _filled(
+    using: str, fresh: Sequence[tuple[int, TransportPayload]]
+) -> committed.Filled[int] | None:
+    """The rows' events with their data and expiry; None (logged) if the rows could not be read.
+
+    The rows are committed either way: what is not sent here, the relay sends.
+    """
     try:
         filled = committed.fill(using, fresh)
-    except Exception:  # the rows are committed: the relay sends them
+    except Exception:
         logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
-        return
+        return None
     expires = expires_in(conf.message_ttl())
-    ready = [(row_id, dataclasses.replace(p, expires=expires)) for row_id, p in filled.ready]
+    filled.ready = [(row_id, dataclasses.replace(p, expires=expires)) for row_id, p in filled.ready]
+    return filled
+
+
+def send_batch_now(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
+    """Send committed rows now in one batch and settle them in this thread (never raises)."""
+    filled = _filled(using, fresh)
+    if filled is None:
+        return
+    ready = filled.ready
     done, left = send_rows(using, ready)
     settle_rows(using, done + list(filled.dropped), left + list(filled.failed))
 
@@ -210,17 +224,14 @@ def send_rows(
 
 def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -> None:
     """Send committed rows now through `producer.produce`, one call per event (never raises)."""
-    try:
-        filled = committed.fill(using, fresh)
-    except Exception:  # the rows are committed: the relay sends them
-        logger.exception("CQRS could not read the rows of %d event(s) to send", len(fresh))
+    filled = _filled(using, fresh)
+    if filled is None:
         return
-    expires = expires_in(conf.message_ttl())
     done = list(filled.dropped)
     left = list(filled.failed)
     for row_id, payload in filled.ready:
         try:
-            producer.produce(dataclasses.replace(payload, expires=expires))
+            producer.produce(payload)
         except Exception as exc:
             logger.exception(
                 "CQRS could not publish %s %s:%s; the relay sends it",

@@ -184,13 +184,8 @@ def sending(
 
 @contextlib.contextmanager
 def _send_span(payloads: Sequence[TransportPayload]) -> Iterator[Sequence[TransportPayload]]:
-    from opentelemetry import trace
 
-    contexts = [_extract(p.headers) for p in payloads]
-    links = [trace.Link(c) for c in contexts if c is not None]
-    parent = None
-    if len(payloads) == 1 and contexts[0] is not None:
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[0]))
+    contexts, links, parent = _received_contexts(payloads)
     first = payloads[0] if payloads else None
     attributes = _attributes("send", first, count=len(payloads))
     kind = _kind("CLIENT" if links else "PRODUCER")
@@ -206,6 +201,22 @@ def _send_span(payloads: Sequence[TransportPayload]) -> Iterator[Sequence[Transp
             p if c is not None else dataclasses.replace(p, headers={**p.headers, **own})
             for p, c in zip(payloads, contexts, strict=True)
         ]
+
+
+def _received_contexts(payloads: Sequence[TransportPayload]) -> tuple[list[Any], list[Any], Any]:
+    """Each payload's carried span context, a link to each, and the parent for a single one.
+
+    The messaging conventions: a span covering several messages links to them; only a span
+    for one message is its child.
+    """
+    from opentelemetry import trace
+
+    contexts = [_extract(p.headers) for p in payloads]
+    links = [trace.Link(c) for c in contexts if c is not None]
+    parent = None
+    if len(payloads) == 1 and contexts[0] is not None:
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[0]))
+    return contexts, links, parent
 
 
 # -- consuming ------------------------------------------------------------------------------
@@ -230,14 +241,9 @@ def instrument_handler(
 def _process(
     handler: Callable[[Sequence[TransportPayload]], _R], payloads: Sequence[TransportPayload]
 ) -> _R:
-    from opentelemetry import trace
     from opentelemetry.trace import Status, StatusCode
 
-    contexts = [_extract(p.headers) for p in payloads]
-    links = [trace.Link(c) for c in contexts if c is not None]
-    parent = None
-    if len(payloads) == 1 and contexts[0] is not None:
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[0]))
+    contexts, links, parent = _received_contexts(payloads)
     first = payloads[0] if payloads else None
     with _tracer.start_as_current_span(
         f"process {_destination(payloads)}",
