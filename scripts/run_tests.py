@@ -29,6 +29,7 @@ DEFAULT_PATHS = ["packages", "tests"]
 POSTGRES_PATHS = ["packages/cqrs-django/tests"]
 MYSQL_PATHS = POSTGRES_PATHS
 DJANGO_TESTS = "packages/cqrs-django/tests"
+FINAL_LINE = re.compile(r"^=+ .* in [\d.]+s")
 SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)")
 NO_TESTS = 5  # pytest's exit code when a shard selected nothing (e.g. with `-k`)
 
@@ -94,7 +95,9 @@ def shards() -> list[Shard]:
 
 
 def summary_counts(text: str) -> dict[str, int]:
-    lines = [line for line in text.splitlines() if SUMMARY.search(line) and " in " in line]
+    # pytest's last line ("==== 3 passed, 1 skipped in 2.01s ===="); broker clients' log lines
+    # ("127.0.0.1:36017 failed: ... in state CONNECT") must not be read as counts.
+    lines = [line for line in text.splitlines() if FINAL_LINE.match(line) and SUMMARY.search(line)]
     if not lines:
         return {}
     counts: dict[str, int] = {}
