@@ -333,3 +333,33 @@ def test_outbox_row_keeps_the_context_of_the_save(
         untraced = Author.objects.create(name="untraced", email="untraced@example.com")
     row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(untraced.pk)).latest("id")
     assert row.trace_context is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_statement_save_keeps_the_context(
+    settings: Any, master_spans: InMemorySpanExporter
+) -> None:
+    """Tracing keeps PostgreSQL's one-statement save: the context goes into the same INSERT."""
+    from cqrs_testproject.master_app.models import Author
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from dj_cqrs.outbox.models import OutboxEvent
+
+    master = {**settings.CQRS.get("master", {}), "outbox": {"keep_days": 1}}  # rows stay
+    settings.CQRS = {**settings.CQRS, "tracing": True, "master": master}
+    try:
+        with trace.get_tracer("t").start_as_current_span("request") as request:
+            with CaptureQueriesContext(connection) as queries:
+                author = Author.objects.create(name="one", email="one@example.com")
+        trace_id = request.get_span_context().trace_id
+    finally:
+        settings.CQRS = {k: v for k, v in settings.CQRS.items() if k != "tracing"}
+    row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(author.pk)).latest("id")
+    assert row.trace_context
+    traceparent = json.loads(row.trace_context)[wire.TRACEPARENT_HEADER]
+    assert traceparent.split("-")[1] == _hex(trace_id, 32)
+    assert "create author" in {s.name for s in _spans(master_spans, trace_id)}
+    first_words = [query["sql"].split(" ", 1)[0] for query in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert first_words == ["WITH"]

@@ -74,8 +74,6 @@ def eligible(instance: Model, using: str, base: type[Model]) -> bool:
     """
     if connections[using].vendor != "postgresql" or not _model_eligible(type(instance), base):
         return False
-    if tracing.ON:  # tracing (issue 16): `rows.write` stores the trace context with the row
-        return False
     master = conf.master_settings()
     if master.get("correlation_function") or master.get("meta_function"):
         return False
@@ -227,6 +225,7 @@ def _run(
         pk_sql, pk_params = f"m.{quote(replaced[PK_STAND_IN])}::text", []
     else:
         pk_sql, pk_params = "%s", [str(payload.instance_pk)]
+    tracing.stamp([payload])  # tracing (issue 16): the `create` span, its context in the headers
     when = timezone.now()
     now = connection.ops.adapt_datetimefield_value(when)
     claimed_by, until = rows.claim(when)
@@ -235,7 +234,7 @@ def _run(
     combined = (
         f"WITH m AS ({statement}), "
         f"o AS (INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) "
-        f"SELECT %s, {pk_sql}, %s, %s, {body_sql}, %s, 0, '', %s, %s FROM m RETURNING id) "
+        f"SELECT %s, {pk_sql}, %s, %s, {body_sql}, %s, 0, '', %s, %s, %s FROM m RETURNING id) "
         "SELECT m.*, o.id FROM m, o"
     )
     all_params = [
@@ -248,6 +247,7 @@ def _run(
         now,
         claimed_by,
         claimed_until,
+        tracing.stored(payload),
     ]
     with connection.cursor() as cursor:
         cursor.execute(combined, all_params)

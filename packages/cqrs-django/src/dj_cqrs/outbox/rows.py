@@ -109,9 +109,9 @@ COLUMNS = (
     "last_error",
     "claimed_by",
     "claimed_until",
+    "trace_context",
 )
 """Columns of an outbox INSERT, in the order of its values."""
-_WRITE_COLUMNS = (*COLUMNS, "trace_context")  # tracing (issue 16): `write` stores the context
 _sql_cache: dict[tuple[str, int], str] = {}
 
 
@@ -120,8 +120,8 @@ def _insert_sql(connection: Any, count: int) -> str:
     sql = _sql_cache.get(key)
     if sql is None:
         quote = connection.ops.quote_name
-        columns = ", ".join(quote(c) for c in _WRITE_COLUMNS)
-        one = "(" + ", ".join(["%s"] * len(_WRITE_COLUMNS)) + ")"
+        columns = ", ".join(quote(c) for c in COLUMNS)
+        one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
         sql = (
             f"INSERT INTO {quote(OutboxEvent._meta.db_table)} ({columns}) VALUES "
             f"{', '.join([one] * count)} RETURNING {quote('id')}"
