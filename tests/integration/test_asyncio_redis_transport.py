@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+import redis
+import redis.asyncio as aioredis
 
 from cqrs_core import codec, routing, wire
 from cqrs_core.exceptions import MalformedMessage, PublishError
@@ -39,9 +41,6 @@ from cqrs_core.testing.plugin import service_unavailable
 from cqrs_core.testing.suite import IDS, TransportConformance, make_payload, unique_name
 from cqrs_core.transports import Capability
 from cqrs_core.transports.asyncio_bridge import AsyncioTransport
-
-redis = pytest.importorskip("redis")
-import redis.asyncio as aioredis  # noqa: E402  (after the importorskip)
 
 REDIS_URL = os.environ.get("CQRS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
