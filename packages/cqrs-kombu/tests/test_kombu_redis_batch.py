@@ -20,7 +20,7 @@ from cqrs_core.testing.consuming import Recorder, consume_until
 from cqrs_core.testing.suite import CQRS_B, IDS, make_payload
 from cqrs_kombu import KombuTransport
 from cqrs_kombu._redis import AtomicTaker, _loads
-from cqrs_kombu._testing import REDIS_DB, REDIS_HOST, REDIS_PORT
+from cqrs_kombu._testing import REDIS_DB, REDIS_HOST, REDIS_PORT, redis_queue_length
 
 
 def _client() -> redis.Redis:
@@ -33,15 +33,6 @@ def _records(options: dict[str, Any]) -> tuple[int, int]:
     client = _client()
     try:
         return client.hlen(f"{prefix}unacked"), client.zcard(f"{prefix}unacked_index")
-    finally:
-        client.close()
-
-
-def _queue_length(options: dict[str, Any], queue: str) -> int:
-    prefix = options["transport_options"]["global_keyprefix"]
-    client = _client()
-    try:
-        return sum(client.llen(key) for key in client.scan_iter(match=f"{prefix}{queue}*"))
     finally:
         client.close()
 
@@ -59,7 +50,7 @@ def test_batch_ack_removes_every_record_and_nothing_comes_back(backend_options):
     assert sorted(p.instance_pk for p in recorder.payloads) == list(range(120))
     assert max(recorder.batches) > 1  # really acknowledged in batches
     assert _records(options) == (0, 0)
-    assert _queue_length(options, options["queue"]) == 0
+    assert redis_queue_length(options, options["queue"]) == 0
 
     again = Recorder()
     second = KombuTransport(options)
@@ -95,7 +86,7 @@ def test_mixed_outcomes_in_one_batch_settle_as_before(backend_options):
     assert [p.retries for p in recorder.payloads if p.instance_pk == 1] == [0, 1]
     consumer.close()
     assert _records(options) == (0, 0)
-    assert _queue_length(options, options["queue"]) == 0
+    assert redis_queue_length(options, options["queue"]) == 0
     reader = KombuTransport(options)
     dead = reader.dead_letters()
     reader.close()
@@ -118,7 +109,7 @@ def test_release_in_a_batch_goes_to_the_tail_once(backend_options):
     assert _records(options) == (0, 0)
     # the released message is back in our queue, once (it may have been taken again)
     assert recorder.count() >= 3
-    assert _queue_length(options, options["queue"]) <= 1
+    assert redis_queue_length(options, options["queue"]) <= 1
 
 
 def test_unacknowledged_records_stay_and_come_back(backend_options):
@@ -146,7 +137,7 @@ def test_unacknowledged_records_stay_and_come_back(backend_options):
     # a clean close gives back what is not acknowledged (what a restart would get)
     connection.release()
     assert _records(options) == (0, 0)
-    assert _queue_length(options, options["queue"]) == 2
+    assert redis_queue_length(options, options["queue"]) == 2
 
     again = KombuTransport(options)
     recorder = Recorder()

@@ -67,6 +67,18 @@ def cleanup_redis(prefix: str) -> int:
     return len(keys)
 
 
+def redis_queue_length(options: dict[str, Any], queue: str) -> int:
+    """Messages waiting in `queue` (every priority list) under the options' key prefix."""
+    import redis
+
+    prefix = options["transport_options"]["global_keyprefix"]
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=REDIS_DB)
+    try:
+        return sum(client.llen(key) for key in client.scan_iter(match=f"{prefix}{queue}*"))
+    finally:
+        client.close()
+
+
 def queue_family(queue: str) -> list[str]:
     names = []
     for base in (queue, f"{queue}_other"):

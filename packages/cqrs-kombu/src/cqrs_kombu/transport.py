@@ -108,9 +108,10 @@ class KombuTransport(BaseTransport):
 
     @staticmethod
     def _publish_all(sender: Sender, messages: Sequence[Outgoing]) -> None:
-        for message in messages:
-            key = routing.message_key(message.cqrs_id, message.queue)
-            sender.publish(message.body, key, headers=message.headers)
+        with sender.batch():
+            for message in messages:
+                key = routing.message_key(message.cqrs_id, message.queue)
+                sender.publish(message.body, key, headers=message.headers)
 
     def _producer(self) -> Sender:
         """The long-lived producer, reused by every publish (reconnected after errors)."""
