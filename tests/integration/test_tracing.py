@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,19 @@ def tracing_on() -> Iterator[Any]:
         yield tracing
     finally:
         tracing.disable()
+
+
+@pytest.fixture
+def outbox_tracing(settings: Any) -> Iterator[Callable[[], None]]:
+    """`CQRS['tracing']` on, outbox rows kept after sending; call the result to turn tracing off."""
+    master = {**settings.CQRS.get("master", {}), "outbox": {"keep_days": 1}}  # rows stay
+    settings.CQRS = {**settings.CQRS, "tracing": True, "master": master}
+
+    def off() -> None:
+        settings.CQRS = {k: v for k, v in settings.CQRS.items() if k != "tracing"}
+
+    yield off
+    off()
 
 
 def _hex(value: int, width: int) -> str:
@@ -304,7 +317,7 @@ def test_cqrs_tracing_setting_turns_the_hooks_on_and_off(settings: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_outbox_row_keeps_the_context_of_the_save(
-    settings: Any, master_spans: InMemorySpanExporter
+    outbox_tracing: Callable[[], None], master_spans: InMemorySpanExporter
 ) -> None:
     """The context is captured in the saving thread and sent later from the row (relay)."""
     from cqrs_testproject.master_app.models import Author
@@ -313,22 +326,19 @@ def test_outbox_row_keeps_the_context_of_the_save(
     from dj_cqrs.outbox import rows
     from dj_cqrs.outbox.models import OutboxEvent
 
-    master = {**settings.CQRS.get("master", {}), "outbox": {"keep_days": 1}}  # rows stay
-    settings.CQRS = {**settings.CQRS, "tracing": True, "master": master}
-    try:
-        with trace.get_tracer("t").start_as_current_span("request") as request:
-            with transaction.atomic():
-                author = Author.objects.create(name="row", email="row@example.com")
-        trace_id = request.get_span_context().trace_id
-        row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(author.pk)).latest("id")
-        assert row.trace_context
-        stored = json.loads(row.trace_context)
-        assert stored[wire.TRACEPARENT_HEADER].split("-")[1] == _hex(trace_id, 32)
-        assert wire.TRACEPARENT_HEADER not in row.body  # never in the body
-        (payload,) = rows.payloads_of([row])
-        assert dict(payload.headers) == stored
-    finally:
-        settings.CQRS = {k: v for k, v in settings.CQRS.items() if k != "tracing"}
+    with trace.get_tracer("t").start_as_current_span("request") as request:
+        with transaction.atomic():
+            author = Author.objects.create(name="row", email="row@example.com")
+    trace_id = request.get_span_context().trace_id
+    row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(author.pk)).latest("id")
+    assert row.trace_context
+    stored = json.loads(row.trace_context)
+    assert stored[wire.TRACEPARENT_HEADER].split("-")[1] == _hex(trace_id, 32)
+    assert wire.TRACEPARENT_HEADER not in row.body  # never in the body
+    (payload,) = rows.payloads_of([row])
+    assert dict(payload.headers) == stored
+
+    outbox_tracing()  # off
     with transaction.atomic():
         untraced = Author.objects.create(name="untraced", email="untraced@example.com")
     row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(untraced.pk)).latest("id")
@@ -337,7 +347,7 @@ def test_outbox_row_keeps_the_context_of_the_save(
 
 @pytest.mark.django_db(transaction=True)
 def test_one_statement_save_keeps_the_context(
-    settings: Any, master_spans: InMemorySpanExporter
+    outbox_tracing: Callable[[], None], master_spans: InMemorySpanExporter
 ) -> None:
     """Tracing keeps PostgreSQL's one-statement save: the context goes into the same INSERT."""
     from cqrs_testproject.master_app.models import Author
@@ -346,15 +356,10 @@ def test_one_statement_save_keeps_the_context(
 
     from dj_cqrs.outbox.models import OutboxEvent
 
-    master = {**settings.CQRS.get("master", {}), "outbox": {"keep_days": 1}}  # rows stay
-    settings.CQRS = {**settings.CQRS, "tracing": True, "master": master}
-    try:
-        with trace.get_tracer("t").start_as_current_span("request") as request:
-            with CaptureQueriesContext(connection) as queries:
-                author = Author.objects.create(name="one", email="one@example.com")
-        trace_id = request.get_span_context().trace_id
-    finally:
-        settings.CQRS = {k: v for k, v in settings.CQRS.items() if k != "tracing"}
+    with trace.get_tracer("t").start_as_current_span("request") as request:
+        with CaptureQueriesContext(connection) as queries:
+            author = Author.objects.create(name="one", email="one@example.com")
+    trace_id = request.get_span_context().trace_id
     row = OutboxEvent.objects.filter(cqrs_id="author", instance_pk=str(author.pk)).latest("id")
     assert row.trace_context
     traceparent = json.loads(row.trace_context)[wire.TRACEPARENT_HEADER]
