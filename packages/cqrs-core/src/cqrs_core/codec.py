@@ -100,9 +100,15 @@ def decode(
     *,
     queue: str | None = None,
     default_ttl: float | None = DEFAULT_MESSAGE_TTL,
+    headers: Mapping[str, str] | None = None,
 ) -> TransportPayload:
-    """Parse and validate a message body; raise `MalformedMessage` with the reason if it is bad."""
-    return TransportPayload.from_message(loads(body), queue=queue, default_ttl=default_ttl)
+    """Parse and validate a message body; raise `MalformedMessage` with the reason if it is bad.
+
+    `headers`: the context headers received with it (`TransportPayload.headers`).
+    """
+    return TransportPayload.from_message(
+        loads(body), queue=queue, default_ttl=default_ttl, headers=headers
+    )
 
 
 def revive(body: bytes) -> tuple[bytes, TransportPayload | None]:

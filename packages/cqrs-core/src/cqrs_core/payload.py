@@ -95,7 +95,7 @@ class TransportPayload:
             object.__setattr__(self, "correlation_id", correlation)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FIELDS and _is_set(self, name):
+        if name in self.__dict__ and name in _FIELDS:  # not yet set while being built
             if name != "retries":
                 raise dataclasses.FrozenInstanceError(
                     f"cannot assign to field {name!r}: a TransportPayload is immutable except "
@@ -123,6 +123,7 @@ class TransportPayload:
         queue: str | None = None,
         default_ttl: float | None | _Default = _Default.TTL,
         now: datetime | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> TransportPayload:
         """Build a payload from a decoded message body, checking every field.
 
@@ -135,6 +136,7 @@ class TransportPayload:
                 `set_default_ttl` (dj_cqrs: `CQRS['master']['CQRS_MESSAGE_TTL']`), else
                 `DEFAULT_MESSAGE_TTL`.
             now: Injectable clock for tests.
+            headers: Context headers received beside the body (`headers`).
 
         Raises:
             MalformedMessage: the body is not a CQRS payload; the message says which key is wrong.
@@ -175,18 +177,27 @@ class TransportPayload:
         body_queue = dct.get("queue")
         if body_queue is not None and not isinstance(body_queue, str):
             raise MalformedMessage(f"queue must be a string or null, got {body_queue!r}")
-        return cls(
-            signal_type=signal_type,
-            cqrs_id=cqrs_id,
-            instance_data=instance_data,
-            instance_pk=dct.get("instance_pk", instance_data.get("id")),
-            queue=queue or body_queue,
-            previous_data=previous_data,
-            correlation_id=dct.get("correlation_id"),
-            expires=expires,
-            retries=retries,
-            meta=dct.get("meta"),
-        )
+        fields = {  # every field, in declaration order
+            "signal_type": signal_type,
+            "cqrs_id": cqrs_id,
+            "instance_data": instance_data,
+            "instance_pk": dct.get("instance_pk", instance_data.get("id")),
+            "queue": queue or body_queue,
+            "previous_data": previous_data,
+            "correlation_id": dct.get("correlation_id"),
+            "expires": expires,
+            "retries": retries,
+            "meta": dct.get("meta"),
+            "headers": dict(headers) if headers else {},
+        }
+        if cls is not TransportPayload:  # a subclass may build itself its own way
+            return cls(**fields)
+        # What `__init__` does, without its eleven guarded `__setattr__` calls (one payload
+        # per received message: they cost more than the rest of the decoding).
+        payload = object.__new__(cls)
+        payload.__dict__.update(fields)
+        payload.__post_init__()
+        return payload
 
     def to_dict(self) -> dict[str, Any]:
         """Return the message body as a dict, keys in the wire order (no `queue`: see §2)."""
@@ -216,10 +227,6 @@ class TransportPayload:
 
 
 _FIELDS = frozenset(field.name for field in dataclasses.fields(TransportPayload))
-
-
-def _is_set(payload: TransportPayload, name: str) -> bool:
-    return name in payload.__dict__  # not yet while the payload is being built
 
 
 def format_expires(expires: datetime | None) -> str | None:

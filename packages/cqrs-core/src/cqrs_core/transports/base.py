@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
 import enum
 import logging
 import re
 import threading
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from cqrs_core import codec, wire
@@ -251,23 +251,26 @@ class BaseTransport(abc.ABC):
         decided: list[Settled | None] = []
         to_apply: list[TransportPayload] = []
         slots: list[int] = []
+        ttl = self.common.message_ttl
+        now = datetime.now(timezone.utc)  # one clock reading for the batch's expiry checks
         for message in messages:
             try:
                 payload = codec.decode(
-                    message.body, queue=message.queue, default_ttl=self.common.message_ttl
+                    message.body,
+                    queue=message.queue,
+                    default_ttl=ttl,
+                    headers=message.headers,
                 )
             except MalformedMessage as exc:
                 decided.append(Settled(message, None, Outcome.dead(f"malformed message: {exc}")))
                 continue
-            if message.headers:
-                payload = dataclasses.replace(payload, headers=dict(message.headers))
             if cqrs_ids is not None and payload.cqrs_id not in cqrs_ids:
                 decided.append(Settled(message, payload, Outcome.release()))
             elif payload.queue and own_queue and payload.queue != own_queue:
                 decided.append(
                     Settled(message, payload, Outcome.skipped(f"aimed at {payload.queue}"))
                 )
-            elif payload.is_expired():
+            elif payload.is_expired(now=now):
                 decided.append(Settled(message, payload, Outcome.dead("expired")))
             else:
                 slots.append(len(decided))

@@ -32,7 +32,7 @@ from dj_cqrs.replica.decide import Action
 from dj_cqrs.replica.manager import ReplicaManager
 from dj_cqrs.replica.rules import Mark
 from dj_cqrs.replica.tombstone import Tombstone
-from dj_cqrs.replica.upsert import array_type, upsert
+from dj_cqrs.replica.upsert import READY_TYPES, array_type, upsert
 
 logger = logging.getLogger("django-cqrs")
 
@@ -104,11 +104,12 @@ def apply_model_batch(model: Any, payloads: Sequence[TransportPayload]) -> list[
     `DatabaseError` if a bulk statement fails; the caller rolls back and goes per message.
     """
     using = router.db_for_write(model)
+    connection = connections[using]
     errors: list[Exception | None] = [None] * len(payloads)
     events: list[tuple[int, Any, tuple[dict[str, Any], Mark] | Mark, SignalType]] = []
     for index, payload in enumerate(payloads):
         try:
-            events.append((index, *_parse(model, payload), payload.signal_type))
+            events.append((index, *_parse(model, payload, connection), payload.signal_type))
         except Exception as exc:  # noqa: BLE001  (BadData and conversion errors fail one message)
             errors[index] = exc
     if not events:
@@ -131,12 +132,14 @@ def apply_model_batch(model: Any, payloads: Sequence[TransportPayload]) -> list[
 # -- parsing and reading ----------------------------------------------------------------------
 
 
-def _parse(model: Any, payload: TransportPayload) -> tuple[Any, tuple[dict[str, Any], Mark] | Mark]:
+def _parse(
+    model: Any, payload: TransportPayload, connection: Any
+) -> tuple[Any, tuple[dict[str, Any], Mark] | Mark]:
     """The single path's reading of a message (`decide.read_save` / `read_delete`)."""
     data = payload.instance_data
     if payload.signal_type is SignalType.DELETE:
         return decide.read_delete(model, data)
-    pk, mapped, mark = decide.read_save(model, data)
+    pk, mapped, mark = decide.read_save(model, data, connection)
     return pk, (mapped, mark)
 
 
@@ -175,7 +178,10 @@ def _key_in(model: Any, using: str, name: str, keys: list[Any]) -> Q | RawSQL:
     if array is None:
         return Q(**{f"{name}__in": keys})
     column = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name(field.column)}"
-    values = [field.get_db_prep_value(key, connection) for key in keys]
+    ready = READY_TYPES.get(type(field))  # keys are typed already (`mapping.to_pk`)
+    values = [
+        key if type(key) is ready else field.get_db_prep_value(key, connection) for key in keys
+    ]
     return RawSQL(f"{column} = ANY(%s::{array})", (values,), output_field=BooleanField())
 
 

@@ -178,15 +178,19 @@ def tombstone_supersedes(stored: Mark | None, delete: Mark) -> bool:
 # -- reading a message (the one validation; BadData rejects it) -------------------------------
 
 
-def read_save(model: Any, master_data: Mapping[str, Any]) -> tuple[Any, dict[str, Any], Mark]:
+def read_save(
+    model: Any, master_data: Mapping[str, Any], connection: Any = None
+) -> tuple[Any, dict[str, Any], Mark]:
     """(primary key, mapped and checked field values, mark) of a SAVE/SYNC.
+
+    `connection`: the model's database, when the caller has it (the bulk path, per batch).
 
     Raises:
         BadData: the data does not fit the model (see `mapping.map_save_data`).
     """
-    mapped = map_save_data(model, master_data)
+    mapped = map_save_data(model, master_data, connection)
     pk_name = model._meta.pk.name
-    pk = _to_pk(model, mapped[pk_name])
+    pk = _to_pk(model, mapped[pk_name], connection)
     mapped[pk_name] = pk
     return pk, mapped, Mark(mapped["cqrs_revision"], mapped["cqrs_updated"])
 

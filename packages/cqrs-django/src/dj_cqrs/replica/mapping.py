@@ -16,6 +16,8 @@ from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from dj_cqrs.replica.upsert import READY_TYPES
+
 logger = logging.getLogger("django-cqrs")
 
 CQRS_FIELDS = ("cqrs_revision", "cqrs_updated")
@@ -67,12 +69,15 @@ def parse_updated(value: Any) -> datetime.datetime | None:
     return parsed
 
 
-def map_save_data(model: Any, master_data: Mapping[str, Any]) -> dict[str, Any]:
+def map_save_data(
+    model: Any, master_data: Mapping[str, Any], connection: Any = None
+) -> dict[str, Any]:
     """Mapped, checked and typed field values for a SAVE/SYNC.
 
     `CQRS_MAPPING` renames master keys (every mapped key must be present); the CQRS fields are
     always carried. Unless `CQRS_CUSTOM_SERIALIZATION`, keys that are not fields are dropped,
     values are converted with each field's `to_python`, and required fields must be present.
+    `connection`: the model's database (see `fit`), when the caller already has it.
 
     Raises:
         BadData: a required key is missing or a value does not fit its field.
@@ -102,7 +107,7 @@ def map_save_data(model: Any, master_data: Mapping[str, Any]) -> dict[str, Any]:
         if mapped.get(pk_name) is None:
             raise BadData(f"mapped data lacks the primary key {pk_name!r}")
         return mapped
-    return _typed_fields(model, mapped)
+    return _typed_fields(model, mapped, connection)
 
 
 def map_previous_data(model: Any, previous_data: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -145,18 +150,21 @@ def _tombstone_key(pk: Any) -> Any:
     return pk
 
 
-def to_pk(model: Any, value: Any) -> Any:
+def to_pk(model: Any, value: Any, connection: Any = None) -> Any:
     """`value` converted by the primary key field (so 5, "5" and UUID strings compare equal).
 
     Raises:
         BadData: the key does not fit the primary key column (see `fit`).
     """
     field = model._meta.pk
-    return fit(field.target_field if field.is_relation else field, value, field.name, model)
+    target = field.target_field if field.is_relation else field
+    return fit(target, value, field.name, model, connection)
 
 
-def _typed_fields(model: Any, mapped: dict[str, Any]) -> dict[str, Any]:
+def _typed_fields(model: Any, mapped: dict[str, Any], connection: Any) -> dict[str, Any]:
     opts = model._meta
+    if connection is None:  # once per message, not per field: the router is not free
+        connection = _connection(model)
     result: dict[str, Any] = {}
     for field in opts.concrete_fields:
         if field.name in mapped:
@@ -168,25 +176,25 @@ def _typed_fields(model: Any, mapped: dict[str, Any]) -> dict[str, Any]:
         if isinstance(field, models.ForeignKey):
             if not isinstance(value, models.Model):
                 key = field.attname
-                value = fit(field.target_field, value, field.name, model)
+                value = fit(field.target_field, value, field.name, model, connection)
         elif field.name not in CQRS_FIELDS:  # parsed by parse_revision / parse_updated
-            value = fit(field, value, field.name, model)
+            value = fit(field, value, field.name, model, connection)
         result[key] = value
-    required = [
+    required = [  # the cheap membership tests first: a message usually has every field
         field.name
         for field in opts.concrete_fields
-        if not field.null
+        if field.name not in result
+        and field.attname not in result
+        and not field.null
         and not field.has_default()
         and not isinstance(field, models.AutoField)
-        and field.name not in result
-        and field.attname not in result
     ]
     if required:
         raise BadData(f"{model.__name__} needs field(s) {required} that the master data lacks")
     return result
 
 
-def fit(field: Any, value: Any, name: str, model: Any) -> Any:
+def fit(field: Any, value: Any, name: str, model: Any, connection: Any = None) -> Any:
     """`value` as `field` stores it, or BadData if that would change it.
 
     Django's `to_python` converts generously: `int(3.9)` is 3, `str({...})` stores a dict's
@@ -194,29 +202,39 @@ def fit(field: Any, value: Any, name: str, model: Any) -> Any:
     string in a bulk statement, extra decimal places). Here a value is refused instead when
     the conversion or the column would lose part of it. Conversions that keep the value
     (5 to "5", "5" to 5, 3.0 to 3) are kept as django-cqrs made them. Only Django's own field
-    classes are checked; a field with its own `to_python` decides for itself.
+    classes are checked; a field with its own `to_python` decides for itself. `connection`
+    is the model's database (looked up when None), whose column types decide some limits.
     """
     if value is None:
         return None
     to_python = type(field).to_python
-    if isinstance(value, (dict, list)) and to_python in _SCALAR_TO_PYTHON:
+    if type(value) is READY_TYPES.get(type(field)):
+        converted = value  # what the stock field's `to_python` returns for it: itself
+    elif isinstance(value, (dict, list)) and to_python in _SCALAR_TO_PYTHON:
         raise BadData(
             f"field {name!r}: a {type(value).__name__} does not fit {type(field).__name__} "
             f"(got {value!r:.100})"
         )
-    try:
-        converted = field.to_python(value)
-    except ValidationError as exc:
-        raise BadData(f"field {name!r}: {'; '.join(exc.messages)} (got {value!r:.100})") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:  # int(inf), float(10**400), ...
-        raise BadData(f"field {name!r}: {exc} (got {value!r:.100})") from None
-    problem = _loss(field, to_python, value, converted, model)
+    else:
+        converted = _to_python(field, value, name)
+    problem = _loss(field, to_python, value, converted, model, connection)
     if problem:
         raise BadData(f"field {name!r}: {problem} (got {value!r:.100})")
     return converted
 
 
-def _loss(field: Any, to_python: Any, value: Any, converted: Any, model: Any) -> str | None:
+def _to_python(field: Any, value: Any, name: str) -> Any:
+    try:
+        return field.to_python(value)
+    except ValidationError as exc:
+        raise BadData(f"field {name!r}: {'; '.join(exc.messages)} (got {value!r:.100})") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:  # int(inf), float(10**400), ...
+        raise BadData(f"field {name!r}: {exc} (got {value!r:.100})") from None
+
+
+def _loss(
+    field: Any, to_python: Any, value: Any, converted: Any, model: Any, connection: Any
+) -> str | None:
     """What storing `converted` in `field`'s column would lose of `value`, or None."""
     if to_python is models.CharField.to_python:
         limit = field.max_length
@@ -225,7 +243,7 @@ def _loss(field: Any, to_python: Any, value: Any, converted: Any, model: Any) ->
     elif to_python is models.IntegerField.to_python:
         if isinstance(value, (float, decimal.Decimal)) and converted != value:
             return "not a whole number"
-        low, high = _integer_range(field, model)
+        low, high = _integer_range(field, connection or _connection(model))
         if (low is not None and converted < low) or (high is not None and converted > high):
             return f"out of the column's range {low}..{high}"
     elif to_python is models.DecimalField.to_python and field.max_digits is not None:
@@ -239,12 +257,18 @@ def _loss(field: Any, to_python: Any, value: Any, converted: Any, model: Any) ->
             field.run_validators(converted)
         except ValidationError as exc:
             return "; ".join(exc.messages)
-    elif to_python is models.UUIDField.to_python and _mariadb_refuses_uuid(converted, model):
+    elif to_python is models.UUIDField.to_python and _mariadb_refuses_uuid(
+        converted, connection or _connection(model)
+    ):
         return "MariaDB's uuid column refuses a version 8-15 UUID of variant 0 (MDEV-29959)"
     return None
 
 
-def _mariadb_refuses_uuid(value: Any, model: Any) -> bool:
+def _connection(model: Any) -> Any:
+    return connections[router.db_for_write(model)]
+
+
+def _mariadb_refuses_uuid(value: Any, connection: Any) -> bool:
     """True for a UUID the native `uuid` column of MariaDB 10.7+ refuses (an error on insert).
 
     Without this check a bulk batch that also holds a later event of the row never writes the
@@ -252,7 +276,6 @@ def _mariadb_refuses_uuid(value: Any, model: Any) -> bool:
     """
     if not isinstance(value, uuid.UUID):
         return False
-    connection = connections[router.db_for_write(model)]
     if connection.vendor != "mysql" or not getattr(
         connection.features, "has_native_uuid_field", False
     ):
@@ -261,14 +284,14 @@ def _mariadb_refuses_uuid(value: Any, model: Any) -> bool:
     return version >= 8 and variant < 8
 
 
-def _integer_range(field: Any, model: Any) -> tuple[int | None, int | None]:
+def _integer_range(field: Any, connection: Any) -> tuple[int | None, int | None]:
     """The range Django declares for the field's column on the model's database.
 
     The declared table, not `integer_field_range()`: SQLite's method answers 64 bits for every
     field (it stores anything), which would let tests on SQLite accept what PostgreSQL and
     MySQL refuse.
     """
-    ops = connections[router.db_for_write(model)].ops
+    ops = connection.ops
     ranges: dict[str, tuple[int | None, int | None]] = getattr(ops, "integer_field_ranges", {})
     return ranges.get(field.get_internal_type(), (None, None))
 

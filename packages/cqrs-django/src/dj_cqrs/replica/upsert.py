@@ -87,7 +87,7 @@ def _upsert_postgresql(
     if None in types or any(type(field).pre_save not in _STOCK_PRE_SAVE for field in columns):
         return False  # no array type, or values the field computes itself (bulk_create asks it)
     auto_pk = meta.pk if meta.pk in columns and meta.pk.db_returning else None
-    ready = [_READY_TYPES.get(type(field)) for field in columns]
+    ready = [READY_TYPES.get(type(field)) for field in columns]
     groups: dict[tuple[bool, ...], list[list[Any]]] = {}
     for obj in objs:
         row: list[Any] = []
@@ -128,7 +128,7 @@ def _upsert_postgresql(
     return True
 
 
-_READY_TYPES: dict[type[Any], type[Any]] = {
+READY_TYPES: dict[type[Any], type[Any]] = {
     **dict.fromkeys(
         (
             models.AutoField,
@@ -148,7 +148,8 @@ _READY_TYPES: dict[type[Any], type[Any]] = {
     models.BooleanField: bool,
 }
 """Stock field classes (exactly these: a subclass may prepare its values) whose values of
-exactly this type go to the driver as they are: what `get_db_prep_save` returns, minus the calls."""
+exactly this type go to the driver as they are: what `get_db_prep_save` returns, minus the calls.
+Their `to_python` returns such a value unchanged as well (`mapping.fit` skips the call)."""
 
 
 _STOCK_PRE_SAVE = frozenset(
