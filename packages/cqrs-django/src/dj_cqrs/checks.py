@@ -165,22 +165,17 @@ def _check_keys_and_transport(value: Mapping[str, Any]) -> list[CheckMessage]:
             transport = conf.transport_class()
     except (CQRSError, ImproperlyConfigured, ImportError):
         pass  # cqrs.E003 says why
-    transports = _installed_transports()
-    if transport is not None and transport not in transports:
-        transports.append(transport)
-    known = known_keys(transports)
-    problems: list[Problem] = []
-    for where in CHECKED_SECTIONS:
-        section = value.get(where) if where else value
-        if not isinstance(section, Mapping):
-            continue
-        found = unknown_keys(section, known[where], where)
-        # A transport that does not say which keys it reads (a 3.x-style class, or a
-        # third-party transport without `option_keys`) may read a key unknown to us.
-        undeclared = legacy is not None or (transport is not None and transport.option_keys is None)
-        if undeclared and not where:
-            found = [_maybe_transport_key(p) for p in found]
-        problems.extend(found)
+    # A transport that does not say which keys it reads (a 3.x-style class, or a third-party
+    # transport without `option_keys`) may read a key unknown to us.
+    undeclared = legacy is not None or (transport is not None and transport.option_keys is None)
+    configured = [] if transport is None else [transport]
+    problems = _unknown_keys(value, known_keys(configured), undeclared)
+    if problems:
+        # Keys of the other installed transports are no error either (switching transports
+        # must not turn them into errors). They are imported only now: importing every
+        # transport (confluent-kafka, kombu...) costs each `cqrs_consume` several MiB.
+        transports = _installed_transports()
+        problems = _unknown_keys(value, known_keys([*transports, *configured]), undeclared)
     if legacy is None and transport is not None:
         try:
             problems.extend(transport.check_options(value))
@@ -193,6 +188,23 @@ def _check_keys_and_transport(value: Mapping[str, Any]) -> list[CheckMessage]:
                 )
             )
     return [_message(p) for p in problems]
+
+
+def _unknown_keys(
+    value: Mapping[str, Any], known: Mapping[str, frozenset[str]], undeclared: bool
+) -> list[Problem]:
+    """The unknown keys of the checked sections; `undeclared`: top-level ones may be the
+    transport's (cqrs.W011)."""
+    problems: list[Problem] = []
+    for where in CHECKED_SECTIONS:
+        section = value.get(where) if where else value
+        if not isinstance(section, Mapping):
+            continue
+        found = unknown_keys(section, known[where], where)
+        if undeclared and not where:
+            found = [_maybe_transport_key(p) for p in found]
+        problems.extend(found)
+    return problems
 
 
 def _maybe_transport_key(problem: Problem) -> Problem:

@@ -15,10 +15,12 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dj_cqrs.observability import health, metrics
+
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
 
 DEFAULT_ADDR = "127.0.0.1"
 
@@ -50,6 +52,9 @@ class Server:
     """A small threaded HTTP server in a daemon thread."""
 
     def __init__(self, addr: str, port: int, registry: Any) -> None:
+        # Imported here: a process that serves no metrics (the usual consumer) never needs it.
+        from http.server import ThreadingHTTPServer
+
         self.registry = registry
         self.cleanups: list[Callable[[], object]] = []
         self.httpd = ThreadingHTTPServer((addr, port), _handler(registry))
@@ -73,6 +78,8 @@ class Server:
 
 
 def _handler(registry: Any) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     class Handler(BaseHTTPRequestHandler):
