@@ -315,6 +315,7 @@ def upstream_python() -> tuple[str | None, str]:
 
     Django and psycopg are pinned to the versions this run uses, so that only dj_cqrs differs.
     """
+    import importlib.util as iu
     import shutil
 
     import django
@@ -324,7 +325,9 @@ def upstream_python() -> tuple[str | None, str]:
         str(python),
         "-I",
         "-c",
-        "import dj_cqrs.transport, django, psycopg, redis, packaging; print(django.get_version())",
+        "import dj_cqrs.transport, django, psycopg, redis, packaging"
+        + (", opentelemetry.sdk" if iu.find_spec("opentelemetry.sdk") else "")
+        + "; print(django.get_version())",
     ]
     if python.exists():
         done = subprocess.run(probe, capture_output=True, text=True, check=False, timeout=60)
@@ -357,6 +360,12 @@ def upstream_python() -> tuple[str | None, str]:
         import redis
 
         pins.append(f"redis=={redis.__version__}")
+    # redis-py imports the OpenTelemetry SDK whenever it is installed (~1.7 MiB): installed
+    # here (the test extras), so there too, or the consumers' RSS would not compare.
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        pins.append(f"opentelemetry-sdk=={version('opentelemetry-sdk')}")
     done = subprocess.run(
         [uv, "pip", "install", "-q", "--python", str(python), *pins],
         env=env,

@@ -111,6 +111,7 @@ class Session:
                 # batch_size (the rest is the next batch).
                 batch, self._buffer[:] = self._buffer[:limit], self._buffer[limit:]
                 self._handle(handler, batch)
+                del batch  # settled: not kept alive beside the next one (peak RSS)
             self.scheduler.tick()
             if on_tick is not None:
                 on_tick()
