@@ -31,6 +31,7 @@ __all__ = [
     "get_transport",
     "import_callable",
     "legacy_transport_class",
+    "master_setting",
     "master_settings",
     "replica_settings",
     "reset_transport",
@@ -78,6 +79,22 @@ def _section(name: str) -> dict[str, Any]:
 def master_settings() -> dict[str, Any]:
     """`CQRS['master']` (empty when unset)."""
     return _section("master")
+
+
+def master_setting(key: str) -> Any:
+    """`CQRS['master'][key]` (None when unset), without `master_settings()`'s copies: saves
+    read it, and tests change `settings.CQRS` in place, so it is read anew every time.
+
+    Raises:
+        ImproperlyConfigured: `CQRS` or `CQRS['master']` is set but is not a dict.
+    """
+    value = getattr(settings, "CQRS", None)
+    master = value.get("master") if isinstance(value, Mapping) else None
+    if isinstance(master, Mapping):
+        return master.get(key)
+    if master is None and (value is None or isinstance(value, Mapping)):
+        return None
+    return master_settings().get(key)  # raises with the message of a bad `CQRS`/`master`
 
 
 def replica_settings() -> dict[str, Any]:

@@ -48,7 +48,7 @@ def payload_for(
     """The payload of one event; `expires` is set when it is published."""
     cqrs_id = instance.CQRS_ID
     correlation = conf.import_callable(
-        conf.master_settings().get("correlation_function"), "CQRS['master']['correlation_function']"
+        conf.master_setting("correlation_function"), "CQRS['master']['correlation_function']"
     )
     correlation_id = correlation(signal_type, cqrs_id, instance.pk, queue) if correlation else None
     # deferred data: the meta function is called when the data is serialized (`meta_for`)

@@ -222,7 +222,8 @@ class RawMasterMixin(models.Model):
             update_cqrs_fields = _auto_update_fields()
 
         self.__dict__.pop(one_statement.WRITTEN, None)  # left by a save whose post_save never ran
-        in_atomic = transaction.get_connection(using).in_atomic_block
+        connection = transaction.get_connection(using)
+        in_atomic = connection.in_atomic_block
         if in_atomic:
             self.__dict__["_cqrs_saves_count"] = self.cqrs_saves_count + 1
         else:  # autocommit: the event leaves with this save, nothing to count (as 3.x)
@@ -244,7 +245,7 @@ class RawMasterMixin(models.Model):
         try:
             if in_atomic or not produces(self) or not outbox_settings().enabled:
                 super().save(**kwargs)
-            elif bump and one_statement.eligible(self, using, RawMasterMixin):
+            elif bump and one_statement.eligible(self, connection, RawMasterMixin):
                 # the row and its outbox row in one statement, no transaction
                 with one_statement.one_statement_save(self, using):
                     super().save(**kwargs)
@@ -467,7 +468,7 @@ class RawMasterMixin(models.Model):
     def get_cqrs_meta(self, **kwargs: Any) -> Any:
         """Metadata of an event: `CQRS['master']['meta_function'](obj=self, **kwargs)` or `{}`."""
         func = conf.import_callable(
-            conf.master_settings().get("meta_function"), "CQRS['master']['meta_function']"
+            conf.master_setting("meta_function"), "CQRS['master']['meta_function']"
         )
         if func is None:
             return {}

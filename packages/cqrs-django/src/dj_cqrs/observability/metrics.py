@@ -146,8 +146,16 @@ def written(payloads: Sequence[Any]) -> None:
     """Events just written to the outbox."""
     if not ON:
         return
-    for (cqrs_id, signal), count in _grouped(payloads):
-        _M.written.labels(cqrs_id, signal).inc(count)
+    for labels, count in _grouped(payloads):
+        child = _written.get(labels)
+        if child is None:
+            child = _written[labels] = _M.written.labels(*labels)
+        child.inc(count)
+
+
+_written: dict[tuple[str, str], Any] = {}
+"""`written`'s counters by label values: `labels()` takes a lock and checks every value, on
+every save (issue 16). Metrics are created once per process, so the children never change."""
 
 
 def timed_send(send: Callable[[Sequence[Any]], _T], payloads: Sequence[Any], sender: str) -> _T:

@@ -13,7 +13,6 @@ state are harmless, and a SYNC that was held back and overtaken no longer rolls 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -50,7 +49,8 @@ def snapshot(instance: Any, fresh: bool) -> Source:
     """A shallow copy of `instance` that later changes of the request's object do not reach."""
     clone = instance.__class__.__new__(instance.__class__)
     clone.__dict__.update(instance.__dict__)
-    state = copy.copy(instance._state)
+    state = object.__new__(type(instance._state))  # as copy.copy(), minus its generic path
+    state.__dict__.update(instance._state.__dict__)
     state.fields_cache = dict(instance._state.fields_cache)
     clone._state = state
     return clone, fresh

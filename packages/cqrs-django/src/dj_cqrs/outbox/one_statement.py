@@ -38,7 +38,7 @@ from dj_cqrs import conf
 from dj_cqrs.controller import producer
 from dj_cqrs.master.events import save_event
 from dj_cqrs.master.serialization import wire_pk
-from dj_cqrs.observability import tracing
+from dj_cqrs.observability import metrics, tracing
 from dj_cqrs.outbox import rows
 from dj_cqrs.outbox.models import OutboxEvent
 
@@ -66,16 +66,15 @@ def pending(instance: Model) -> bool:
     return _PENDING in instance.__dict__
 
 
-def eligible(instance: Model, using: str, base: type[Model]) -> bool:
-    """Whether a save of `instance` can be one statement with its outbox row.
+def eligible(instance: Model, connection: Any, base: type[Model]) -> bool:
+    """Whether a save of `instance` on `connection` can be one statement with its outbox row.
 
     `base`: the mixin class whose event hooks the model must not override (`RawMasterMixin`;
     passed in, so that this layer does not import the model hooks above it).
     """
-    if connections[using].vendor != "postgresql" or not _model_eligible(type(instance), base):
+    if connection.vendor != "postgresql" or not _model_eligible(type(instance), base):
         return False
-    master = conf.master_settings()
-    if master.get("correlation_function") or master.get("meta_function"):
+    if conf.master_setting("correlation_function") or conf.master_setting("meta_function"):
         return False
     return not producer.synchronous()  # those events are sent at commit, from the instance
 
@@ -136,7 +135,7 @@ def insert(
         return None
     columns = [field.column for field in compiler.returning_fields]
     pk_column = cast("str", meta.pk.column)  # None only for fields without a column (m2m)
-    row = _run(using, statement, params, event, {PK_STAND_IN: pk_column} if stand_ins else {})
+    row = _run(connections[using], statement, params, event, pk_column if stand_ins else None)
     if row is None:  # an INSERT writes its row or raises
         raise RuntimeError(f"INSERT of {meta.label} returned no row")
     values = row[: len(columns)]
@@ -160,9 +159,9 @@ def update(instance: Model, using: str, statement: str, params: Any, revision: A
     if event is None:
         give_up(instance)
         return None
-    quote = connections[using].ops.quote_name
-    statement = f"{statement} RETURNING {quote(revision.column)}"
-    row = _run(using, statement, params, event, {})
+    connection = connections[using]
+    statement = f"{statement} RETURNING {connection.ops.quote_name(revision.column)}"
+    row = _run(connection, statement, params, event, None)
     if row is None:
         return False
     instance.__dict__[revision.attname] = row[0]
@@ -207,29 +206,63 @@ def _event(
 
 
 def _run(
-    using: str, statement: str, params: Any, event: _Event, replaced: dict[int, str]
+    connection: Any, statement: str, params: Any, event: _Event, pk_column: str | None
 ) -> tuple[Any, ...] | None:
     """`statement` (ending in RETURNING) plus the INSERT of `event`'s outbox row.
 
-    Returns the statement's row followed by the outbox row's id; None if it wrote no row.
+    `pk_column`: the column of the primary key the database generates (the body's stand-in is
+    replaced by it), or None when the key is known. Returns the statement's row followed by the
+    outbox row's id; None if it wrote no row.
     """
-    connection = connections[using]
-    quote = connection.ops.quote_name
     payload = event.payload
-    body_sql = "%s"
-    body_params: list[Any] = [event.body]
-    for number, column in replaced.items():
-        body_sql = f"replace({body_sql}, %s, m.{quote(column)}::text)"
-        body_params.append(str(number))
-    if PK_STAND_IN in replaced:
-        pk_sql, pk_params = f"m.{quote(replaced[PK_STAND_IN])}::text", []
+    if pk_column is None:
+        pk_params: list[Any] = [str(payload.instance_pk)]
+        stand_in: list[Any] = []
     else:
-        pk_sql, pk_params = "%s", [str(payload.instance_pk)]
+        pk_params, stand_in = [], [str(PK_STAND_IN)]
     tracing.stamp([payload])  # tracing (issue 16): the `create` span, its context in the headers
     when = timezone.now()
-    now = connection.ops.adapt_datetimefield_value(when)
+    adapt = connection.ops.adapt_datetimefield_value
     claimed_by, until = rows.claim(when)
-    claimed_until = None if until is None else connection.ops.adapt_datetimefield_value(until)
+    all_params = [
+        *params,
+        payload.cqrs_id,
+        *pk_params,
+        payload.signal_type.value,
+        payload.queue,
+        event.body,
+        *stand_in,
+        adapt(when),
+        claimed_by,
+        None if until is None else adapt(until),
+        tracing.stored(payload),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_combined_sql(connection, statement, pk_column), all_params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    metrics.written([payload])
+    return tuple(row)
+
+
+_combined: dict[tuple[str, str | None], str] = {}
+"""`_run`'s statements by (the save's statement, `pk_column`): the same few per model."""
+_COMBINED_MAX = 4096
+
+
+def _combined_sql(connection: Any, statement: str, pk_column: str | None) -> str:
+    """The save's `statement` and the outbox INSERT in one `WITH` (built once per shape)."""
+    key = (statement, pk_column)
+    combined = _combined.get(key)
+    if combined is not None:
+        return combined
+    quote = connection.ops.quote_name
+    if pk_column is None:
+        pk_sql, body_sql = "%s", "%s"
+    else:  # the generated key, as text, in its column and in place of the body's stand-in
+        pk_sql = f"m.{quote(pk_column)}::text"
+        body_sql = f"replace(%s, %s, {pk_sql})"
     columns = ", ".join(quote(column) for column in rows.COLUMNS)
     combined = (
         f"WITH m AS ({statement}), "
@@ -237,22 +270,9 @@ def _run(
         f"SELECT %s, {pk_sql}, %s, %s, {body_sql}, %s, 0, '', %s, %s, %s FROM m RETURNING id) "
         "SELECT m.*, o.id FROM m, o"
     )
-    all_params = [
-        *params,
-        payload.cqrs_id,
-        *pk_params,
-        payload.signal_type.value,
-        payload.queue,
-        *body_params,
-        now,
-        claimed_by,
-        claimed_until,
-        tracing.stored(payload),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(combined, all_params)
-        row = cursor.fetchone()
-    return None if row is None else tuple(row)
+    if len(_combined) < _COMBINED_MAX:
+        _combined[key] = combined
+    return combined
 
 
 def _store(
@@ -260,8 +280,8 @@ def _store(
 ) -> None:
     """Keep the stored event, stand-ins replaced, for the post_save hand-over to the publisher."""
     instance_pk = payload.instance_pk
-    if isinstance(instance_pk, int):
-        instance_pk = real.get(instance_pk, instance_pk)
-    final = dataclasses.replace(payload, instance_pk=instance_pk)
+    if isinstance(instance_pk, int) and instance_pk in real:
+        # the payload was built for this statement alone: nothing else holds it yet
+        object.__setattr__(payload, "instance_pk", real[instance_pk])
     instance.__dict__.pop(_PENDING, None)
-    instance.__dict__[WRITTEN] = (outbox_id, final)
+    instance.__dict__[WRITTEN] = (outbox_id, payload)

@@ -16,8 +16,10 @@ from django.utils import timezone
 from cqrs_core import codec
 from cqrs_core.payload import TransportPayload, expires_in
 from dj_cqrs import conf
+from dj_cqrs.controller import producer
 from dj_cqrs.observability import tracing
 from dj_cqrs.outbox.models import OutboxEvent
+from dj_cqrs.outbox.settings import outbox_settings
 
 logger = logging.getLogger("django-cqrs")
 
@@ -77,9 +79,6 @@ def claim(now: datetime.datetime) -> tuple[str, datetime.datetime | None]:
     nearly twice). A crashed process's claim runs out and the relay sends the row then. The
     publisher never sends a row whose claim is about to end (`claim_margin`).
     """
-    from dj_cqrs.controller import producer
-    from dj_cqrs.outbox.settings import outbox_settings
-
     try:
         settings = outbox_settings()
     except Exception:  # noqa: BLE001  (invalid settings are reported by checks)
