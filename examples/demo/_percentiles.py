@@ -34,6 +34,29 @@ def scrape(port: int) -> str:
         return str(answer.read().decode())
 
 
+SETTLED = ("applied", "skipped", "dead")
+"""Handler outcomes after which a message is done (a retry comes back)."""
+
+
+def settled(port: int) -> int:
+    """Messages the replica has finished with, from `cqrs_replica_messages_total`.
+
+    Counted after the batch commits, so every message counted here is in the database (or a
+    dead letter). Rows alone can match the master early: an event is serialized when it is sent,
+    so a SAVE sent after a change already carries it, and the SYNC behind it is still in flight.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(scrape(port)):
+        if family.name != "cqrs_replica_messages":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels.get("outcome") in SETTLED:
+                total += sample.value
+    return int(total)
+
+
 def lag_buckets(
     port: int, expected: int, wait: float = 10.0
 ) -> dict[str, list[tuple[float, float]]]:

@@ -86,14 +86,31 @@ def differences(master: dict[int, Row], replica: dict[int, Row]) -> list[str]:
     return found
 
 
+DROPPED = "not sent:%"
+"""`last_error` of an outbox row settled without a message (`dj_cqrs.outbox.rows.DROPPED_NOTE`):
+a SAVE whose product was deleted before the SAVE went out; the DELETE tells the replica."""
+
+
 def published(path: Path) -> tuple[dict[str, int], int]:
-    """Events per type in the master's outbox, and how many are not sent yet."""
+    """Messages per type from the master's outbox, and how many events are not sent yet."""
     with _db(path) as db:
         found = db.execute(
-            "SELECT signal_type, COUNT(*), SUM(sent_at IS NULL) FROM dj_cqrs_outboxevent"
-            " GROUP BY signal_type"
+            "SELECT signal_type, COUNT(*) - SUM(COALESCE(last_error LIKE ?, 0)),"
+            " SUM(sent_at IS NULL) FROM dj_cqrs_outboxevent GROUP BY signal_type",
+            (DROPPED,),
         ).fetchall()
     return {kind: count for kind, count, _ in found}, sum(pending or 0 for *_, pending in found)
+
+
+def dropped(path: Path) -> dict[str, int]:
+    """Events per type that were settled without a message (see `DROPPED`)."""
+    with _db(path) as db:
+        found = db.execute(
+            "SELECT signal_type, COUNT(*) FROM dj_cqrs_outboxevent WHERE last_error LIKE ?"
+            " GROUP BY signal_type",
+            (DROPPED,),
+        ).fetchall()
+    return dict(found)
 
 
 def applied(path: Path) -> list[tuple[str, float | None]]:
@@ -125,6 +142,11 @@ def print_events(out: IO[str], master_db: Path, replica_db: Path) -> None:
         count = sum(1 for k, _ in done if k == kind)
         out.write(f"  {kind:<20} {sent.get(kind, 0):>10}   {count:>18}\n")
     out.write(f"  {'total':<20} {sum(sent.values()):>10}   {len(done):>18}\n")
+    for kind, count in sorted(dropped(master_db).items()):
+        out.write(
+            f"  ({count} {kind} not sent: the product was deleted before it went out; "
+            "its DELETE told the replica)\n"
+        )
 
 
 def print_lag(out: IO[str], replica_db: Path) -> None:

@@ -235,20 +235,31 @@ class Demo:
         deadline = since + self.args.timeout
         diff: list[str] = []
         while time.monotonic() < deadline:
-            _, pending = _report.published(self.master_db)
+            sent, pending = _report.published(self.master_db)
             master = _report.master_rows(self.master_db)
             diff = _report.differences(master, _report.replica_rows(self.replica_db))
-            if not diff and not pending:
+            if not diff and not pending and self.drained(sum(sent.values()), sent.get("SYNC", 0)):
                 say(f"replica caught up ({time.monotonic() - since:.2f} s after the driver exited)")
                 return True
             time.sleep(0.05)
         say(
             f"replica NOT caught up after {self.args.timeout:.0f} s; still different: "
-            f"{'; '.join(diff[:5]) or 'outbox events unsent'}"
+            f"{'; '.join(diff[:5]) or _still_waiting(pending)}"
         )
         for child in self.processes.children:
             print(f"--- {child.name} output ---\n{child.output(40)}", flush=True)
         return False
+
+    def drained(self, published: int, syncs: int) -> bool:
+        """The replica has handled every message the master sent, not only matched its rows."""
+        if self.metrics_port is not None:
+            try:
+                return _percentiles.settled(self.metrics_port) >= published
+            except OSError:
+                return False  # not serving yet; the deadline still bounds the wait
+        # without /metrics: a SYNC is always applied, so each one leaves an ApplyLog row
+        applied = sum(1 for kind, _ in _report.applied(self.replica_db) if kind == "SYNC")
+        return applied >= syncs
 
     def report(self) -> None:
         _report.print_events(sys.stdout, self.master_db, self.replica_db)
@@ -312,6 +323,12 @@ class Demo:
 
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
+
+
+def _still_waiting(pending: int) -> str:
+    if pending:
+        return f"{pending} outbox event(s) unsent"
+    return "messages still on their way to the replica (see its cqrs_replica_messages_total)"
 
 
 def main(argv: list[str] | None = None) -> int:

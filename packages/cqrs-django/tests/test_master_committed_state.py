@@ -33,6 +33,7 @@ from dj_cqrs.consumer import make_handler, resolve_cqrs_ids
 from dj_cqrs.outbox import background_publisher
 from dj_cqrs.outbox.models import OutboxEvent
 from dj_cqrs.outbox.relay import Relay
+from dj_cqrs.outbox.rows import DROPPED_NOTE
 from dj_cqrs.outbox.settings import outbox_settings
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -276,11 +277,12 @@ def test_serializer_failure_does_not_raise_and_the_event_is_sent_once_it_works(
     assert pending_rows() == 0
 
 
-def test_rows_of_deleted_instances_are_dropped(recorder: Any, settings: Any) -> None:
-    settings.CQRS = {
-        **settings.CQRS,
-        "master": {**settings.CQRS["master"], "outbox": {"grace": 0.0, "fast_path": False}},
-    }
+@pytest.mark.parametrize("keep_days", [0, 1])
+def test_rows_of_deleted_instances_are_dropped(
+    recorder: Any, settings: Any, keep_days: int
+) -> None:
+    outbox = {"grace": 0.0, "fast_path": False, "keep_days": keep_days}
+    settings.CQRS = {**settings.CQRS, "master": {**settings.CQRS["master"], "outbox": outbox}}
     author = Author.objects.create(name="Ann")
     author.name = "Bea"
     author.save()
@@ -289,6 +291,10 @@ def test_rows_of_deleted_instances_are_dropped(recorder: Any, settings: Any) -> 
     assert Relay(settings=outbox_settings()).run(until_empty=True) == 1
     assert [m.data["signal_type"] for m in recorder.sent()] == ["DELETE"]
     assert pending_rows() == 0
+    # kept rows tell an operator which events never became messages
+    kept = list(OutboxEvent.objects.values_list("signal_type", "last_error").order_by("id"))
+    expected = [("SAVE", DROPPED_NOTE), ("SAVE", DROPPED_NOTE), ("DELETE", "")]
+    assert kept == (expected if keep_days else [])
 
 
 # -- the overtaken SYNC (issue 14 item 2) --------------------------------------------------

@@ -140,12 +140,19 @@ def _send_batch(
     left.extend(failed)
 
 
-def settle_rows(using: str, done: list[int], left: list[tuple[int, str]]) -> None:
-    """Mark sent rows sent and note why the others are left to the relay (never raises)."""
-    if not done and not left:
+def settle_rows(
+    using: str, done: list[int], left: list[tuple[int, str]], dropped: Sequence[int] = ()
+) -> None:
+    """Mark sent rows sent and note why the others are left to the relay (never raises).
+
+    `dropped`: rows with nothing to send (`committed.Filled.dropped`), settled with a note.
+    """
+    if not done and not left and not dropped:
         return
     try:
-        rows.mark_sent(using, done, outbox_settings().keep_days)
+        keep_days = outbox_settings().keep_days
+        rows.mark_sent(using, done, keep_days)
+        rows.mark_dropped(using, dropped, keep_days)
         for outbox_id, reason in left:
             rows.mark_left(using, [outbox_id], reason)
     except Exception:  # the rows stay pending: the relay sends them (duplicates at worst)
@@ -180,7 +187,7 @@ def send_batch_now(using: str, fresh: Sequence[tuple[int, TransportPayload]]) ->
         return
     ready = filled.ready
     done, left = send_rows(using, ready)
-    settle_rows(using, done + list(filled.dropped), left + list(filled.failed))
+    settle_rows(using, done, left + list(filled.failed), filled.dropped)
 
 
 def send_rows(
@@ -227,7 +234,7 @@ def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -
     filled = _filled(using, fresh)
     if filled is None:
         return
-    done = list(filled.dropped)
+    done: list[int] = []
     left = list(filled.failed)
     for row_id, payload in filled.ready:
         try:
@@ -242,4 +249,4 @@ def send_one_by_one(using: str, fresh: Sequence[tuple[int, TransportPayload]]) -
             left.append((row_id, f"produce failed: {type(exc).__name__}: {exc}"))
         else:
             done.append(row_id)
-    settle_rows(using, done, left)
+    settle_rows(using, done, left, filled.dropped)

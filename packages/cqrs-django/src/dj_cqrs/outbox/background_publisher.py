@@ -161,7 +161,6 @@ class _Publisher:
         for row_id, reason in filled.failed:  # kept, noted: the relay retries them later
             _leave(using, [row_id], reason, settings)
         ids = [row_id for row_id, _ in filled.ready]
-        done = list(filled.dropped)
         if ids:
             expires = expires_in(conf.message_ttl())
             payloads = [dataclasses.replace(p, expires=expires) for _, p in filled.ready]
@@ -186,7 +185,8 @@ class _Publisher:
                 _leave(using, left, f"fast path failed: {error}", settings)
             ids = [ids[i] for i in outcome.sent]
         try:
-            rows.mark_sent(using, done + ids, settings.keep_days)
+            rows.mark_sent(using, ids, settings.keep_days)
+            rows.mark_dropped(using, filled.dropped, settings.keep_days)
         except Exception:  # sent but not marked: the relay sends them again (duplicates only)
             logger.exception("CQRS could not mark %d sent outbox row(s)", len(ids))
             connections[using].close_if_unusable_or_obsolete()

@@ -246,7 +246,8 @@ class Relay:
         ready = [row for row, _ in filled.ready]
         outcome = routing.send_checked([p for _, p in filled.ready], _send_batch)
         sent = [ready[i].id for i in outcome.sent]
-        rows.mark_sent(self.using, sent + [r.id for r in filled.dropped], self.settings.keep_days)
+        rows.mark_sent(self.using, sent, self.settings.keep_days)
+        rows.mark_dropped(self.using, [r.id for r in filled.dropped], self.settings.keep_days)
         self.sent += len(sent)
         refused = [(ready[i], reason, filled.ready[i][1]) for i, reason in outcome.refused.items()]
         self._set_aside([(r, why) for r, why, p in refused if routing.set_aside_when_refused(p)])

@@ -189,6 +189,27 @@ def mark_sent(using: str, ids: Sequence[int], keep_days: float) -> int:
     return rows.update(sent_at=timezone.now(), claimed_by="", claimed_until=None)
 
 
+DROPPED_NOTE = (
+    "not sent: the row was gone when its event was serialized (its DELETE is sent instead) "
+    "or is_sync_instance() had become False"
+)
+"""`last_error` of a row settled without a message (kept rows only: `keep_days` > 0)."""
+
+
+def mark_dropped(using: str, ids: Sequence[int], keep_days: float) -> None:
+    """Settle rows that have nothing left to send, saying so on the rows that are kept.
+
+    A deferred SAVE is serialized from the committed row when it is sent; if a DELETE of the
+    row committed in between, there is no data and the DELETE carries the news. Without the
+    note, an operator counting kept rows would count a message that never existed.
+    """
+    if not ids:
+        return
+    mark_sent(using, ids, keep_days)
+    if keep_days > 0:
+        OutboxEvent.objects.using(using).filter(id__in=ids).update(last_error=DROPPED_NOTE)
+
+
 _MYSQL_RETRIED = frozenset({1205, 1213})
 """Lock wait timeout and deadlock: the statement (1213: the transaction) was rolled back."""
 _MYSQL_ATTEMPTS = 5
