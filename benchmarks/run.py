@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -526,10 +527,15 @@ def wait_replicated(
     return expected / (time.time() - since)
 
 
+_STARTED = itertools.count(1)
+
+
 class _Process:
     def __init__(self, args: list[str], ready_pattern: str | None) -> None:
         profile = os.environ.get("BENCH_PROFILE_DIR")  # cProfile the consumer and relay
-        prefix = ["-m", "cProfile", "-o", f"{profile}/{args[0]}.prof"] if profile else []
+        # one file per process and phase (backlog, end to end, bulk), numbered in start order
+        name = f"{profile}/{args[0]}-{next(_STARTED):02d}-{time.time():.0f}.prof"
+        prefix = ["-m", "cProfile", "-o", name] if profile else []
         self.proc = subprocess.Popen(
             [sys.executable, *prefix, "-m", "django", *args],
             stdout=subprocess.PIPE,
