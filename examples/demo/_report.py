@@ -91,26 +91,26 @@ DROPPED = "not sent:%"
 a SAVE whose product was deleted before the SAVE went out; the DELETE tells the replica."""
 
 
-def published(path: Path) -> tuple[dict[str, int], int]:
-    """Messages per type from the master's outbox, and how many events are not sent yet."""
+def _outbox(path: Path) -> list[tuple[str, int, int, int]]:
+    """(signal type, events, events settled without a message, events not sent yet)."""
     with _db(path) as db:
         found = db.execute(
-            "SELECT signal_type, COUNT(*) - SUM(COALESCE(last_error LIKE ?, 0)),"
+            "SELECT signal_type, COUNT(*), SUM(COALESCE(last_error LIKE ?, 0)),"
             " SUM(sent_at IS NULL) FROM dj_cqrs_outboxevent GROUP BY signal_type",
             (DROPPED,),
         ).fetchall()
-    return {kind: count for kind, count, _ in found}, sum(pending or 0 for *_, pending in found)
+    return [(kind, total, dropped or 0, pending or 0) for kind, total, dropped, pending in found]
+
+
+def published(path: Path) -> tuple[dict[str, int], int]:
+    """Messages per type from the master's outbox, and how many events are not sent yet."""
+    found = _outbox(path)
+    return {kind: total - gone for kind, total, gone, _ in found}, sum(p for *_, p in found)
 
 
 def dropped(path: Path) -> dict[str, int]:
     """Events per type that were settled without a message (see `DROPPED`)."""
-    with _db(path) as db:
-        found = db.execute(
-            "SELECT signal_type, COUNT(*) FROM dj_cqrs_outboxevent WHERE last_error LIKE ?"
-            " GROUP BY signal_type",
-            (DROPPED,),
-        ).fetchall()
-    return dict(found)
+    return {kind: gone for kind, _, gone, _ in _outbox(path) if gone}
 
 
 def applied(path: Path) -> list[tuple[str, float | None]]:

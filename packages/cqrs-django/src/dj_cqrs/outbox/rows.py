@@ -177,16 +177,20 @@ _INSERT_CHUNK = 100
 """Rows per INSERT statement (11 parameters each: within every backend's parameter limit)."""
 
 
-def mark_sent(using: str, ids: Sequence[int], keep_days: float) -> int:
-    """Sent rows are deleted (keep_days 0) or stamped with `sent_at`; returns the row count."""
+def mark_sent(using: str, ids: Sequence[int], keep_days: float, *, note: str = "") -> int:
+    """Sent rows are deleted (keep_days 0) or stamped with `sent_at`; returns the row count.
+
+    `note`: also written to `last_error` of the stamped rows, in the same statement.
+    """
     if not ids:
         return 0
     if connections[using].vendor == "mysql":
-        return _mark_sent_mysql(connections[using], sorted(ids), keep_days)
+        return _mark_sent_mysql(connections[using], sorted(ids), keep_days, note)
     rows = OutboxEvent.objects.using(using).filter(id__in=ids)
     if keep_days <= 0:
         return rows._raw_delete(using)  # no cascades, no signals: one DELETE
-    return rows.update(sent_at=timezone.now(), claimed_by="", claimed_until=None)
+    noted = {"last_error": note} if note else {}
+    return rows.update(sent_at=timezone.now(), claimed_by="", claimed_until=None, **noted)
 
 
 DROPPED_NOTE = (
@@ -203,11 +207,7 @@ def mark_dropped(using: str, ids: Sequence[int], keep_days: float) -> None:
     row committed in between, there is no data and the DELETE carries the news. Without the
     note, an operator counting kept rows would count a message that never existed.
     """
-    if not ids:
-        return
-    mark_sent(using, ids, keep_days)
-    if keep_days > 0:
-        OutboxEvent.objects.using(using).filter(id__in=ids).update(last_error=DROPPED_NOTE)
+    mark_sent(using, ids, keep_days, note=DROPPED_NOTE)
 
 
 _MYSQL_RETRIED = frozenset({1205, 1213})
@@ -215,7 +215,7 @@ _MYSQL_RETRIED = frozenset({1205, 1213})
 _MYSQL_ATTEMPTS = 5
 
 
-def _mark_sent_mysql(connection: Any, ids: list[int], keep_days: float) -> int:
+def _mark_sent_mysql(connection: Any, ids: list[int], keep_days: float, note: str) -> int:
     """`mark_sent` on MySQL/MariaDB: one primary-key lookup per row, in id order, retried.
 
     MySQL has no partial indexes, so the pending index is a plain index on `id`, which the
@@ -232,13 +232,14 @@ def _mark_sent_mysql(connection: Any, ids: list[int], keep_days: float) -> int:
         sql = f"DELETE o FROM {table} AS o FORCE INDEX (PRIMARY) WHERE o.{quote('id')} = %s"
         params: list[list[Any]] = [[row_id] for row_id in ids]
     else:
+        noted = f", {quote('last_error')} = %s" if note else ""
         sql = (
             f"UPDATE {table} FORCE INDEX (PRIMARY) SET {quote('sent_at')} = %s, "
-            f"{quote('claimed_by')} = '', {quote('claimed_until')} = NULL "
+            f"{quote('claimed_by')} = '', {quote('claimed_until')} = NULL{noted} "
             f"WHERE {quote('id')} = %s"
         )
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        params = [[now, row_id] for row_id in ids]
+        params = [[now, *([note] if note else []), row_id] for row_id in ids]
     attempt = 1
     while True:
         try:
