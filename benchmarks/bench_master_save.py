@@ -103,6 +103,7 @@ def main() -> None:
                 if not background_publisher.flush(30):  # the publisher thread: not the saves
                     print(f"warning: {mode} events still queued after 30s", file=sys.stderr)
             Author.objects.all().delete()
+            background_publisher.flush(30)  # the DELETE events, before their rows go
             PlainAuthor.objects.all().delete()
             OutboxEvent.objects.all().delete()
             median = statistics.median

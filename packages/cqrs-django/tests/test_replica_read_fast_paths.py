@@ -18,6 +18,7 @@ from django.db.models.expressions import RawSQL
 from dj_cqrs.replica import decide
 from dj_cqrs.replica.batch import _key_in
 from dj_cqrs.replica.mapping import BadData, fit
+from dj_cqrs.replica.upsert import array_type
 
 pytestmark = pytest.mark.django_db
 
@@ -115,5 +116,9 @@ def test_key_in_sends_the_same_values_as_the_field_would() -> None:
     assert isinstance(condition, RawSQL)
     field = Item._meta.pk
     assert field is not None
-    assert list(condition.params) == [[field.get_db_prep_value(key, connection) for key in keys]]
+    prepared = [field.get_db_prep_value(key, connection) for key in keys]
+    (param,) = condition.params
+    with connection.cursor() as cursor:  # PostgreSQL reads the parameter as those values
+        cursor.execute(f"SELECT %s::{array_type(field, connection)}", [param])
+        assert cursor.fetchone()[0] == prepared
     assert [obj.pk for obj in Item.objects.filter(condition)] == []

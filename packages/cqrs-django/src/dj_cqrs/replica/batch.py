@@ -30,6 +30,7 @@ from cqrs_core.payload import TransportPayload
 from dj_cqrs.replica import decide
 from dj_cqrs.replica.decide import Action
 from dj_cqrs.replica.manager import ReplicaManager
+from dj_cqrs.replica.pg_arrays import array_param
 from dj_cqrs.replica.rules import Mark
 from dj_cqrs.replica.tombstone import Tombstone
 from dj_cqrs.replica.upsert import READY_TYPES, array_type, upsert
@@ -152,7 +153,7 @@ def _lock_keys(using: str, cqrs_id: str, keys: list[Any]) -> None:
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(hashtext(%s), hashtext(k))) "
             "FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, n)",
-            [cqrs_id, [str(key) for key in keys]],
+            [cqrs_id, array_param([str(key) for key in keys])],
         )
 
 
@@ -182,7 +183,9 @@ def _key_in(model: Any, using: str, name: str, keys: list[Any]) -> Q | RawSQL:
     values = [
         key if type(key) is ready else field.get_db_prep_value(key, connection) for key in keys
     ]
-    return RawSQL(f"{column} = ANY(%s::{array})", (values,), output_field=BooleanField())
+    return RawSQL(
+        f"{column} = ANY(%s::{array})", (array_param(values),), output_field=BooleanField()
+    )
 
 
 # -- replay (the decisions of `replica.decide`, carried out in memory) ------------------------

@@ -14,6 +14,8 @@ from typing import Any
 
 from django.db import connections, models
 
+from dj_cqrs.replica.pg_arrays import array_param
+
 try:  # Django >= 5.0
     from django.db.models.expressions import DatabaseDefault
 except ImportError:  # pragma: no cover - Django 4.2 has no db_default
@@ -124,7 +126,7 @@ def _upsert_postgresql(
                 f"ON CONFLICT ({target}) "
                 + (f"DO UPDATE SET {updates}" if updates else "DO NOTHING")
             )
-            cursor.execute(sql, [[row[i] for row in rows] for i in kept])
+            cursor.execute(sql, [array_param([row[i] for row in rows]) for i in kept])
     return True
 
 
