@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Django ORM", ("/django/db/",)),
     ("Django (other)", ("/django/",)),
     ("dj_cqrs replica", ("/dj_cqrs/replica/",)),
-    ("dj_cqrs consumer", ("/dj_cqrs/",)),
+    ("dj_cqrs (other)", ("/dj_cqrs/",)),
     ("cqrs_core", ("/cqrs_core/",)),
     ("transport plugin", ("/cqrs_rabbitmq/", "/cqrs_kombu/", "/cqrs_kafka/")),
     ("broker client", ("/pika/", "/kombu/", "/redis/", "/confluent_kafka/", "/amqp/")),
