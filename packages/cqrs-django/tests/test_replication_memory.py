@@ -134,7 +134,8 @@ def make_history() -> None:
 
 def test_every_kind_of_change_replicates(memory_cqrs: MemoryTransport) -> None:
     make_history()
-    # On SQLite in IMMEDIATE mode (the test project's), the background publisher sends.
+    # The background publisher thread sends (on PostgreSQL, MySQL, and on SQLite in the test
+    # project's IMMEDIATE mode): wait for it before looking at the queue.
     assert background_publisher.flush(60)
     assert memory_cqrs.broker.depth("replica") > 0
     consume_until_in_sync(memory_cqrs)
